@@ -1,0 +1,1 @@
+"""The `infer` command line."""

@@ -1,0 +1,41 @@
+"""infer_data: the shard format and consumer for INFER-distilled datasets.
+
+Public API::
+
+    from infer_data import InferDataset, ShardWriter, GroupRecord, mixup_batch
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from .codecs import create_codec as create_codec
+from .codecs import list_codecs as list_codecs
+from .dataset import InferDataset as InferDataset
+from .errors import (
+    CodecError as CodecError,
+    ConfigError as ConfigError,
+    DatasetNotFoundError as DatasetNotFoundError,
+    FormatError as FormatError,
+    InferError as InferError,
+    IntegrityError as IntegrityError,
+    RegistryError as RegistryError,
+    UnsupportedVersionError as UnsupportedVersionError,
+)
+from .index import DatasetIndex as DatasetIndex
+from .index import DatasetInfo as DatasetInfo
+from .index import MethodInfo as MethodInfo
+from .index import ShardEntry as ShardEntry
+from .index import read_index as read_index
+from .mixup import BatchMixup as BatchMixup
+from .mixup import mixup_batch as mixup_batch
+from .reader import iter_groups as iter_groups
+from .record import GroupRecord as GroupRecord
+from .writer import ShardWriter as ShardWriter
+
+__all__ = [
+    "BatchMixup", "CodecError", "ConfigError", "DatasetIndex", "DatasetInfo", "DatasetNotFoundError",
+    "FormatError", "GroupRecord", "InferDataset", "InferError", "IntegrityError", "MethodInfo",
+    "RegistryError", "ShardEntry", "ShardWriter", "UnsupportedVersionError", "__version__",
+    "create_codec", "iter_groups", "list_codecs", "mixup_batch", "read_index",
+]

@@ -1,0 +1,420 @@
+"""Field codecs: how base images, compensators and labels become tar members, in a registry.
+
+Every codec is registered under ``(field, name)`` and created from the spec dict the index
+records (``{"name": "jpeg", "quality": 90}``). ``encode`` returns member suffixes and bytes;
+``decode`` takes the group's members and returns the field's array, never reading more bytes
+than the declared shape allows. Arrays are ``.npy`` (``allow_pickle=False``), optionally zstd
+compressed per member (``.npy.zst``). There is no pickle codec.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+import zstandard
+
+from .constants import DEFAULT_ZSTD_LEVEL, NPY_HEADER_ALLOWANCE
+from .errors import CodecError, FormatError
+from .registry import Registry
+
+Members = dict[str, bytes]
+
+FIELDS = ("base", "compensators", "labels")
+
+
+class FieldCodec(Protocol):
+    """The protocol every codec follows; shapes are the decoded array's shape."""
+
+    def spec(self) -> dict[str, Any]:
+        """The dict recorded in index.json (round-trips through ``create_codec``)."""
+
+    def encode(self, arr: np.ndarray) -> Members:
+        """Array -> {member suffix: bytes}."""
+
+    def member_names(self, shape: tuple[int, ...]) -> list[str]:
+        """The suffixes a group of this shape must contain, sorted."""
+
+    def decode(self, members: Members, shape: tuple[int, ...], where: str) -> np.ndarray:
+        """Members -> array of ``shape``; raises FormatError/CodecError naming ``where``."""
+
+    def max_member_bytes(self, suffix: str, shape: tuple[int, ...]) -> int:
+        """Upper bound on the stored size of member ``suffix``."""
+
+
+CODECS: Registry[type] = Registry("codec")
+
+
+def list_codecs(field_name: str) -> list[str]:
+    """Names of the codecs registered for ``field_name``."""
+    return [n.split("/", 1)[1] for n in CODECS.list(f"{field_name}/*")]
+
+
+def create_codec(field_name: str, spec: dict[str, Any] | str) -> FieldCodec:
+    """Build the codec for ``field_name`` from an index spec or a bare name.
+
+    Raises:
+        RegistryError: unknown field or codec name, listing the supported ones.
+        CodecError: a parameter the codec does not accept.
+    """
+    spec = {"name": spec} if isinstance(spec, str) else dict(spec)
+    name = spec.pop("name", None)
+    cls = CODECS.get(f"{field_name}/{name}")
+    try:
+        return cls(**spec)  # type: ignore[no-any-return]
+    except (TypeError, ValueError) as exc:
+        raise CodecError(f"codec {field_name}/{name}: bad parameters {spec} ({exc})") from exc
+
+
+# --- member-level helpers -------------------------------------------------------------------
+
+
+def npy_suffix(stem: str, zstd_level: int | None) -> str:
+    """``stem.npy`` or ``stem.npy.zst``."""
+    return f"{stem}.npy" if zstd_level is None else f"{stem}.npy.zst"
+
+
+def encode_npy(arr: np.ndarray, zstd_level: int | None) -> bytes:
+    """Array -> .npy bytes (version 1.0 header), zstd-compressed when a level is given."""
+    buf = io.BytesIO()
+    np.save(buf, np.ascontiguousarray(arr), allow_pickle=False)
+    raw = buf.getvalue()
+    if zstd_level is None:
+        return raw
+    return zstandard.ZstdCompressor(level=zstd_level, write_checksum=True).compress(raw)
+
+
+def decompress_bounded(data: bytes, bound: int, where: str) -> bytes:
+    """zstd-decompress at most ``bound`` bytes.
+
+    Raises:
+        CodecError: the data is not zstd, is corrupt, or expands beyond ``bound``.
+    """
+    try:
+        with zstandard.ZstdDecompressor().stream_reader(io.BytesIO(data)) as reader:
+            out = reader.read(bound + 1)
+    except zstandard.ZstdError as exc:
+        raise CodecError(f"{where}: zstd data is corrupt ({exc}); re-download the shard") from exc
+    if len(out) > bound:
+        raise CodecError(
+            f"{where}: decompresses to more than the {bound} bytes its declared shape allows; the shard is corrupt or hostile"
+        )
+    return out
+
+
+def decode_npy(data: bytes, *, compressed: bool, dtype: Any, shape: tuple[int, ...], where: str) -> np.ndarray:
+    """Bytes of a ``.npy`` (or ``.npy.zst``) member -> array of exactly ``dtype`` and ``shape``.
+
+    Raises:
+        CodecError: corrupt or oversized data.
+        FormatError: a dtype or shape other than declared.
+    """
+    bound = int(np.prod(shape)) * np.dtype(dtype).itemsize + NPY_HEADER_ALLOWANCE
+    if compressed:
+        data = decompress_bounded(data, bound, where)
+    elif len(data) > bound:
+        raise CodecError(f"{where}: {len(data)} bytes, more than the {bound} its declared shape allows")
+    try:
+        arr = np.load(io.BytesIO(data), allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:
+        raise CodecError(f"{where}: not a valid .npy array ({exc}); re-download the shard") from exc
+    if arr.dtype != np.dtype(dtype) or tuple(arr.shape) != tuple(shape):
+        raise FormatError(
+            f"{where}: holds {arr.dtype} {tuple(arr.shape)} but the index declares {np.dtype(dtype).name} {tuple(shape)}"
+        )
+    return arr
+
+
+def _take(members: Members, suffix: str, where: str) -> bytes:
+    if suffix not in members:
+        raise FormatError(f"{where}: missing member '{suffix}'; the shard is incomplete, re-download or rewrite it")
+    return members[suffix]
+
+
+@dataclass
+class _NpyCodec:
+    """Shared parts of single-array codecs: one member ``stem.npy[.zst]``."""
+
+    zstd_level: int | None = DEFAULT_ZSTD_LEVEL
+    stem = ""
+
+    def _suffix(self) -> str:
+        return npy_suffix(self.stem, self.zstd_level)
+
+    def member_names(self, shape: tuple[int, ...]) -> list[str]:
+        return [self._suffix()]
+
+    def max_member_bytes(self, suffix: str, shape: tuple[int, ...]) -> int:
+        return int(np.prod(shape)) * 4 + 2 * NPY_HEADER_ALLOWANCE + int(np.prod(shape)) // 64
+
+
+# --- base images ----------------------------------------------------------------------------
+
+
+@CODECS.register("base/npy")
+@dataclass
+class BaseNpy(_NpyCodec):
+    """Lossless: the uint8 array K x C x H x W as one ``base.npy`` (``.zst`` by default)."""
+
+    stem = "base"
+
+    def spec(self) -> dict[str, Any]:
+        return {"name": "npy", "zstd_level": self.zstd_level}
+
+    def encode(self, arr: np.ndarray) -> Members:
+        return {self._suffix(): encode_npy(arr.astype(np.uint8, copy=False), self.zstd_level)}
+
+    def decode(self, members: Members, shape: tuple[int, ...], where: str) -> np.ndarray:
+        s = self._suffix()
+        return decode_npy(_take(members, s, where), compressed=self.zstd_level is not None,
+                          dtype=np.uint8, shape=shape, where=f"{where} member '{s}'")
+
+
+@dataclass
+class _ImageCodec:
+    """One image file per base slot: ``base.{k:05d}.{ext}``."""
+
+    ext = ""
+
+    def member_names(self, shape: tuple[int, ...]) -> list[str]:
+        return [f"base.{k:05d}.{self.ext}" for k in range(shape[0])]
+
+    def max_member_bytes(self, suffix: str, shape: tuple[int, ...]) -> int:
+        c, h, w = shape[1:]
+        return 2 * c * h * w + 65536
+
+    def encode(self, arr: np.ndarray) -> Members:
+        from PIL import Image
+
+        out: Members = {}
+        for k, img in enumerate(arr):
+            hwc = np.ascontiguousarray(img.transpose(1, 2, 0))
+            pil = Image.fromarray(hwc[:, :, 0] if hwc.shape[2] == 1 else hwc, mode="L" if hwc.shape[2] == 1 else "RGB")
+            buf = io.BytesIO()
+            self._save(pil, buf)
+            out[f"base.{k:05d}.{self.ext}"] = buf.getvalue()
+        return out
+
+    def _save(self, pil: Any, buf: io.BytesIO) -> None:
+        raise NotImplementedError
+
+    def decode(self, members: Members, shape: tuple[int, ...], where: str) -> np.ndarray:
+        out = np.empty(shape, dtype=np.uint8)
+        for k, suffix in enumerate(self.member_names(shape)):
+            out[k] = decode_image(_take(members, suffix, where), shape[1:], f"{where} member '{suffix}'")
+        return out
+
+
+def decode_image(data: bytes, chw: tuple[int, ...], where: str) -> np.ndarray:
+    """PNG/JPEG bytes -> uint8 C x H x W, checking the size in the header before decoding.
+
+    Raises:
+        CodecError: undecodable bytes.
+        FormatError: an image of another size or channel count than declared.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    c, h, w = chw
+    try:
+        with Image.open(io.BytesIO(data)) as pil:
+            if pil.size != (w, h):
+                raise FormatError(f"{where}: image is {pil.size[0]}x{pil.size[1]}, the index declares {w}x{h}")
+            want = "L" if c == 1 else "RGB"
+            if pil.mode != want:
+                raise FormatError(f"{where}: image mode {pil.mode}, expected {want} for C={c}")
+            hwc = np.asarray(pil, dtype=np.uint8)
+    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
+        raise CodecError(f"{where}: cannot decode image ({exc}); re-download the shard") from exc
+    return hwc[None] if c == 1 else hwc.transpose(2, 0, 1)
+
+
+@CODECS.register("base/png")
+@dataclass
+class BasePng(_ImageCodec):
+    """Lossless: one 8-bit PNG per base image (grayscale or RGB)."""
+
+    compress_level: int = 9
+    ext = "png"
+
+    def spec(self) -> dict[str, Any]:
+        return {"name": "png", "compress_level": self.compress_level}
+
+    def _save(self, pil: Any, buf: io.BytesIO) -> None:
+        pil.save(buf, format="PNG", compress_level=self.compress_level)
+
+
+@CODECS.register("base/jpeg")
+@dataclass
+class BaseJpeg(_ImageCodec):
+    """Lossy: one baseline JPEG per base image at ``quality`` (1..100)."""
+
+    quality: int = 90
+    ext = "jpg"
+
+    def __post_init__(self) -> None:
+        if not 1 <= int(self.quality) <= 100:
+            raise ValueError(f"quality must be in 1..100, got {self.quality}")
+
+    def spec(self) -> dict[str, Any]:
+        return {"name": "jpeg", "quality": self.quality}
+
+    def _save(self, pil: Any, buf: io.BytesIO) -> None:
+        pil.save(buf, format="JPEG", quality=int(self.quality))
+
+
+# --- compensators ---------------------------------------------------------------------------
+
+
+@CODECS.register("compensators/fp16")
+@dataclass
+class CompFp16(_NpyCodec):
+    """M x C x H x W deltas as float16 in ``comp.npy[.zst]``."""
+
+    stem = "comp"
+
+    def spec(self) -> dict[str, Any]:
+        return {"name": "fp16", "zstd_level": self.zstd_level}
+
+    def encode(self, arr: np.ndarray) -> Members:
+        return {self._suffix(): encode_npy(arr.astype(np.float16), self.zstd_level)}
+
+    def decode(self, members: Members, shape: tuple[int, ...], where: str) -> np.ndarray:
+        s = self._suffix()
+        return decode_npy(_take(members, s, where), compressed=self.zstd_level is not None,
+                          dtype=np.float16, shape=shape, where=f"{where} member '{s}'")
+
+
+@CODECS.register("compensators/int8")
+@dataclass
+class CompInt8(_NpyCodec):
+    """Symmetric int8 per compensator: ``u = q * scale[m]``, ``scale = max|u| / 127``.
+
+    Members: ``comp.npy[.zst]`` int8 M x C x H x W and ``comp_scale.npy`` float32 (M,).
+    """
+
+    stem = "comp"
+
+    def spec(self) -> dict[str, Any]:
+        return {"name": "int8", "zstd_level": self.zstd_level}
+
+    def member_names(self, shape: tuple[int, ...]) -> list[str]:
+        return sorted([self._suffix(), "comp_scale.npy"])
+
+    def encode(self, arr: np.ndarray) -> Members:
+        flat = arr.reshape(arr.shape[0], -1).astype(np.float32)
+        scale = (np.abs(flat).max(axis=1) / 127.0).astype(np.float32) if flat.size else np.zeros(0, np.float32)
+        safe = np.where(scale > 0, scale, 1.0).astype(np.float32)
+        q = np.clip(np.rint(flat / safe[:, None]), -127, 127).astype(np.int8).reshape(arr.shape)
+        return {self._suffix(): encode_npy(q, self.zstd_level), "comp_scale.npy": encode_npy(scale, None)}
+
+    def decode(self, members: Members, shape: tuple[int, ...], where: str) -> np.ndarray:
+        s = self._suffix()
+        q = decode_npy(_take(members, s, where), compressed=self.zstd_level is not None,
+                       dtype=np.int8, shape=shape, where=f"{where} member '{s}'")
+        scale = decode_npy(_take(members, "comp_scale.npy", where), compressed=False, dtype=np.float32,
+                           shape=(shape[0],), where=f"{where} member 'comp_scale.npy'")
+        return (q.astype(np.float32) * scale.reshape(-1, *([1] * (len(shape) - 1)))).astype(np.float32)
+
+
+# --- labels ---------------------------------------------------------------------------------
+
+
+@CODECS.register("labels/fp16")
+@dataclass
+class LabelFp16(_NpyCodec):
+    """Dense logits K*(M+1) x NC as float16 in ``label.npy[.zst]``."""
+
+    stem = "label"
+
+    def spec(self) -> dict[str, Any]:
+        return {"name": "fp16", "zstd_level": self.zstd_level}
+
+    def encode(self, arr: np.ndarray) -> Members:
+        return {self._suffix(): encode_npy(arr.astype(np.float16), self.zstd_level)}
+
+    def decode(self, members: Members, shape: tuple[int, ...], where: str) -> np.ndarray:
+        s = self._suffix()
+        return decode_npy(_take(members, s, where), compressed=self.zstd_level is not None,
+                          dtype=np.float16, shape=shape, where=f"{where} member '{s}'")
+
+
+@CODECS.register("labels/topk")
+@dataclass
+class LabelTopK(_NpyCodec):
+    """The k largest logits per row plus the mean of the rest.
+
+    Members: ``label_val.npy[.zst]`` float16 R x k (descending), ``label_idx.npy[.zst]`` uint16
+    (int32 when NC > 65535) R x k, ``label_rest.npy[.zst]`` float16 (R,). Decoding fills the
+    other NC - k logits of a row with its ``label_rest`` value.
+    """
+
+    k: int = 10
+
+    def __post_init__(self) -> None:
+        if int(self.k) < 1:
+            raise ValueError(f"k must be >= 1, got {self.k}")
+
+    def spec(self) -> dict[str, Any]:
+        return {"name": "topk", "k": self.k, "zstd_level": self.zstd_level}
+
+    def member_names(self, shape: tuple[int, ...]) -> list[str]:
+        return sorted(npy_suffix(s, self.zstd_level) for s in ("label_val", "label_idx", "label_rest"))
+
+    def _kk(self, nc: int) -> int:
+        return min(int(self.k), nc)
+
+    def encode(self, arr: np.ndarray) -> Members:
+        rows, nc = arr.shape
+        kk = self._kk(nc)
+        a = arr.astype(np.float32)
+        order = np.argsort(-a, axis=1, kind="stable")[:, :kk]
+        vals = np.take_along_axis(a, order, axis=1)
+        rest = (a.sum(axis=1) - vals.sum(axis=1)) / max(nc - kk, 1)
+        idx_dtype = np.uint16 if nc <= 65535 else np.int32
+        z = self.zstd_level
+        return {
+            npy_suffix("label_val", z): encode_npy(vals.astype(np.float16), z),
+            npy_suffix("label_idx", z): encode_npy(order.astype(idx_dtype), z),
+            npy_suffix("label_rest", z): encode_npy(rest.astype(np.float16), z),
+        }
+
+    def decode(self, members: Members, shape: tuple[int, ...], where: str) -> np.ndarray:
+        rows, nc = shape
+        kk, z = self._kk(nc), self.zstd_level
+        comp = z is not None
+
+        def get(stem: str, dtype: Any, shp: tuple[int, ...]) -> np.ndarray:
+            s = npy_suffix(stem, z)
+            return decode_npy(_take(members, s, where), compressed=comp, dtype=dtype, shape=shp, where=f"{where} member '{s}'")
+
+        vals = get("label_val", np.float16, (rows, kk))
+        idx = get("label_idx", np.uint16 if nc <= 65535 else np.int32, (rows, kk))
+        rest = get("label_rest", np.float16, (rows,))
+        if idx.size and int(idx.max()) >= nc:
+            raise FormatError(f"{where}: label index {int(idx.max())} out of range for {nc} classes")
+        out = np.repeat(rest[:, None], nc, axis=1)
+        np.put_along_axis(out, idx.astype(np.int64), vals, axis=1)
+        return out
+
+
+@CODECS.register("labels/none")
+@dataclass
+class LabelNone:
+    """No soft labels: consumers use the base image's hard class."""
+
+    def spec(self) -> dict[str, Any]:
+        return {"name": "none"}
+
+    def encode(self, arr: np.ndarray | None) -> Members:
+        return {}
+
+    def member_names(self, shape: tuple[int, ...]) -> list[str]:
+        return []
+
+    def decode(self, members: Members, shape: tuple[int, ...], where: str) -> np.ndarray:
+        raise CodecError(f"{where}: this dataset stores no soft labels (labels codec 'none'); use target='class'")
+
+    def max_member_bytes(self, suffix: str, shape: tuple[int, ...]) -> int:
+        return 0

@@ -1,0 +1,1 @@
+"""infer_distill: the producer of INFER-distilled datasets."""

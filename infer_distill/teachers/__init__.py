@@ -1,0 +1,1 @@
+"""Teacher architectures, in a registry."""
