@@ -2,8 +2,9 @@
 
 Each group becomes one webdataset sample (key ``g000003``) whose members are written sorted by
 name with fixed mtime, owner and mode, so the same input gives byte-identical shards. A shard is
-written under a hidden temporary name and renamed when complete; ``index.json`` is written last,
-atomically, and only when the ``with`` block exits without an exception.
+written under a hidden temporary name; when the ``with`` block exits without an exception all
+shards are renamed to their final names and ``index.json`` is written last, atomically. An
+interrupted write leaves nothing under a final name.
 """
 
 from __future__ import annotations
@@ -110,6 +111,10 @@ class ShardWriter:
         if max_shard_bytes < 1:
             raise ConfigError(f"max_shard_bytes must be positive, got {max_shard_bytes}")
         self.root.mkdir(parents=True, exist_ok=True)
+        if overwrite:
+            (self.root / INDEX_FILENAME).unlink(missing_ok=True)
+        for stale in self.root.glob(f".{prefix}-*.tar.tmp"):  # left by a killed writer
+            stale.unlink()
         specs = {**DEFAULT_CODECS, **({k: ({"name": v} if isinstance(v, str) else dict(v)) for k, v in (codecs or {}).items()})}
         self.codecs = {name: create_codec(name, spec) for name, spec in specs.items()}
         self.dataset, self.method = dataset, method
@@ -122,6 +127,7 @@ class ShardWriter:
         self._tmp: Path | None = None
         self._open_groups = 0
         self._open_first = 0
+        self._done: list[Path] = []  # finished shards, still under hidden names
         self._closed = False
 
     # -- writing ---------------------------------------------------------------------------
@@ -172,21 +178,22 @@ class ShardWriter:
         self._open_groups, self._open_first = 0, self._groups
 
     def _finish_shard(self) -> None:
+        """Close the open shard under its hidden name; it is renamed in :meth:`close`."""
         if self._tar is None or self._tmp is None:
             return
         self._tar.close()
-        final = self.root / self._tmp.name[1:-4]
-        os.replace(self._tmp, final)
+        name = self._tmp.name[1:-4]
         entry = ShardEntry(
-            name=final.name,
-            bytes=final.stat().st_size,
-            sha256=sha256_file(final),
+            name=name,
+            bytes=self._tmp.stat().st_size,
+            sha256=sha256_file(self._tmp),
             groups=self._open_groups,
             instances=self._open_groups * self.method.k * (self.method.m + 1),
             first_group=self._open_first,
         )
         self.shards.append(entry)
-        logger.info("wrote %s (%d groups, %d bytes)", entry.name, entry.groups, entry.bytes)
+        self._done.append(self._tmp)
+        logger.info("finished %s (%d groups, %d bytes)", entry.name, entry.groups, entry.bytes)
         self._tar, self._tmp = None, None
 
     # -- finishing -------------------------------------------------------------------------
@@ -208,7 +215,10 @@ class ShardWriter:
         if self._tar is not None:
             self._finish_shard()
         if self._groups == 0:
+            self.abort()
             raise ConfigError(f"{self.root}: no groups were written; nothing to index")
+        for tmp_shard in self._done:
+            os.replace(tmp_shard, self.root / tmp_shard.name[1:-4])
         index = self.index()
         tmp = self.root / f".{INDEX_FILENAME}.tmp"
         tmp.write_text(index.to_json())
@@ -217,12 +227,12 @@ class ShardWriter:
         return index
 
     def abort(self) -> None:
-        """Drop the shard in progress; finished shards stay, no index is written."""
+        """Remove everything written so far; nothing appears under a final name."""
         if self._tar is not None:
             self._tar.close()
-        if self._tmp is not None and self._tmp.exists():
-            self._tmp.unlink()
-        self._tar, self._tmp, self._closed = None, None, True
+        for tmp_shard in [*self._done, *([self._tmp] if self._tmp is not None else [])]:
+            tmp_shard.unlink(missing_ok=True)
+        self._tar, self._tmp, self._done, self._closed = None, None, [], True
 
     def __enter__(self) -> ShardWriter:
         return self

@@ -1,0 +1,27 @@
+"""`infer export`."""
+
+from __future__ import annotations
+
+import click
+
+
+@click.command()
+@click.argument("root", type=click.Path(file_okay=False))
+@click.option("--out", required=True, type=click.Path(), help="New folder to create.")
+@click.option("--layout", type=click.Choice(["imagefolder", "reference"]), default="imagefolder", show_default=True,
+              help="imagefolder: OUT/<class>/<n>.ext; reference: OUT/new{c:03d}/class{c:03d}_id{i:03d}.ext")
+@click.option("--format", "image_format", type=click.Choice(["png", "jpeg"]), default=None,
+              help="Image format [default: png for imagefolder, jpeg for reference].")
+@click.option("--quality", default=75, show_default=True, help="JPEG quality.")
+def export(root: str, out: str, layout: str, image_format: str | None, quality: int) -> None:
+    """Materialize every instance as an image file, plus labels.npy, files.txt and targets.txt."""
+    from tqdm import tqdm
+
+    from infer_data.export import export_dataset
+    from infer_data.index import read_index
+
+    fmt = image_format or ("jpeg" if layout == "reference" else "png")
+    total = read_index(root).num_instances
+    with tqdm(total=total, unit="img", desc="export", disable=None) as bar:
+        summary = export_dataset(root, out, layout=layout, image_format=fmt, quality=quality, progress=bar.update)
+    click.echo(f"wrote {summary.files} images ({summary.image_bytes:,} bytes) and labels ({summary.label_bytes:,} bytes) to {summary.out}")
