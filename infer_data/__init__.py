@@ -27,6 +27,9 @@ from .index import DatasetInfo as DatasetInfo
 from .index import MethodInfo as MethodInfo
 from .index import ShardEntry as ShardEntry
 from .index import read_index as read_index
+from .loader import DeviceData as DeviceData
+from .loader import DeviceLoader as DeviceLoader
+from .loader import LoaderConfig as LoaderConfig
 from .mixup import BatchMixup as BatchMixup
 from .mixup import mixup_batch as mixup_batch
 from .reader import iter_groups as iter_groups
@@ -34,7 +37,8 @@ from .record import GroupRecord as GroupRecord
 from .writer import ShardWriter as ShardWriter
 
 __all__ = [
-    "BatchMixup", "CodecError", "ConfigError", "DatasetIndex", "DatasetInfo", "DatasetNotFoundError",
+    "BatchMixup", "CodecError", "ConfigError", "DatasetIndex", "DatasetInfo", "DatasetNotFoundError", "DeviceData",
+    "DeviceLoader", "LoaderConfig",
     "FormatError", "GroupRecord", "InferDataset", "InferError", "IntegrityError", "MethodInfo",
     "RegistryError", "ShardEntry", "ShardWriter", "UnsupportedVersionError", "__version__",
     "create_codec", "iter_groups", "list_codecs", "mixup_batch", "read_index",

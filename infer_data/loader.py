@@ -1,0 +1,258 @@
+"""DeviceLoader: the whole distilled set resident on one device, yielding augmented, mixed batches.
+
+A distilled dataset is small (stored factors, not the K * (M + 1) * G expanded instances), so
+the loader keeps the uint8 bases, the compensators and the labels on the training device and
+does everything else there, per batch, with no worker processes and no per-sample Python:
+
+    seeded permutation -> slice a batch -> compose x_i + u_j -> per-sample crop / resized crop
+    + flip -> normalize -> batch MixUp on images and dense soft labels
+
+Ranks split each epoch like ``DistributedSampler``: the permutation is the same on every rank,
+padded by repeating its first entries to a multiple of ``world_size`` (or truncated with
+``drop_last``), and rank r takes every ``world_size``-th entry from r, so all ranks run the same
+number of batches.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass, fields, replace
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from . import augment as aug
+from .compose import compose, normalize
+from .dataset import InferDataset
+from .errors import ConfigError
+from .indexing import expand
+from .mixup import mixup_batch
+
+logger = logging.getLogger(__name__)
+
+TARGET_KINDS = ("soft", "class")
+
+
+@dataclass(frozen=True)
+class LoaderConfig:
+    """What a :class:`DeviceLoader` does to each batch; every field can be overridden."""
+
+    batch_size: int = 256  # instances per batch and rank
+    shuffle: bool = True  # a fresh seeded permutation each epoch (else instance order)
+    drop_last: bool = False  # drop the partial last batch and the rank-split remainder
+    augment: str = "auto"  # "auto" | "crop" | "resized-crop" | "flip" | "none" (see infer_data.augment)
+    padding: int = 4  # zero border in pixels for "crop"
+    scale: tuple[float, float] = (0.08, 1.0)  # area fraction range for "resized-crop"
+    normalize: bool = True  # subtract the dataset mean, divide by its std
+    mixup_beta: float = 1.0  # Beta(beta, beta) MixUp per batch; 0 turns MixUp off
+    targets: str = "soft"  # "soft": stored logits (B, NC); "class": one-hot probabilities (B, NC)
+    seed: int = 0  # seeds the permutation, augmentation and MixUp of every epoch
+    return_indices: bool = False  # also yield the int64 (B,) instance indices of the batch
+    channels_last: bool = False  # yield images in channels_last memory format
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise ConfigError(f"batch_size={self.batch_size} must be >= 1")
+        if self.padding < 0:
+            raise ConfigError(f"padding={self.padding} must be >= 0")
+        if self.mixup_beta < 0:
+            raise ConfigError(f"mixup_beta={self.mixup_beta} must be >= 0 (0 turns MixUp off)")
+        if not 0 < self.scale[0] <= self.scale[1] <= 1:
+            raise ConfigError(f"scale={self.scale} must satisfy 0 < low <= high <= 1")
+        if self.targets not in TARGET_KINDS:
+            raise ConfigError(f"targets={self.targets!r} is not valid; choose one of {', '.join(map(repr, TARGET_KINDS))}")
+        aug.resolve_augmentation(self.augment, 32)
+
+
+@dataclass
+class DeviceData:
+    """The stored factors of a distilled set as tensors (one device)."""
+
+    bases: torch.Tensor  # uint8 (G, K, C, H, W)
+    compensators: torch.Tensor  # float32 (G, M, C, H, W), [0, 1]-range pixel deltas
+    labels: torch.Tensor | None  # fp16/fp32 (G, K * (M + 1), NC) logits, or None
+    class_ids: torch.Tensor  # int64 (G, K)
+    mean: torch.Tensor  # float32 (C,)
+    std: torch.Tensor  # float32 (C,)
+    num_classes: int  # NC
+
+    @classmethod
+    def from_dataset(cls, dataset: InferDataset) -> DeviceData:
+        """The factors of an :class:`InferDataset` (lossy bases are decoded once)."""
+        return cls(dataset.base_tensor(), dataset.compensators, dataset.labels, dataset.class_ids,
+                   dataset.mean, dataset.std, dataset.index.dataset.num_classes)
+
+    def to(self, device: torch.device) -> DeviceData:
+        """A copy with every tensor on ``device``."""
+        moved = {f.name: getattr(self, f.name) for f in fields(self)}
+        for name, value in moved.items():
+            if isinstance(value, torch.Tensor):
+                moved[name] = value.to(device)
+        return DeviceData(**moved)
+
+    @property
+    def num_instances(self) -> int:
+        """G * K * (M + 1)."""
+        g, k = self.bases.shape[:2]
+        return g * k * (self.compensators.shape[1] + 1)
+
+
+def derive_seed(*keys: int) -> int:
+    """A 63-bit seed mixed from integer keys (seed, epoch, rank, stream)."""
+    return int(np.random.SeedSequence([int(k) for k in keys]).generate_state(1, np.uint64)[0] >> np.uint64(1))
+
+
+def _dist_rank_world() -> tuple[int, int]:
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+class DeviceLoader:
+    """Yield augmented, MixUp-ed batches of a distilled set, built on ``device``.
+
+    Iterating yields ``(images, targets)`` (plus ``indices`` when ``return_indices``):
+    images float32 (B, C, H, W), normalized; targets float32 (B, NC), MixUp-mixed stored
+    logits (``targets="soft"``) or one-hot probabilities (``"class"``). Each full pass advances
+    the epoch; :meth:`set_epoch` sets it explicitly, as with ``DistributedSampler``.
+
+    Args:
+        data: an :class:`InferDataset` or its :class:`DeviceData`.
+        config: a :class:`LoaderConfig`; keyword ``overrides`` replace its fields.
+        device: where the data lives and batches are built (default CPU).
+        rank, world_size: this process's share of each epoch; default from
+            ``torch.distributed`` when it is initialized, else 0 and 1.
+
+    Raises:
+        ConfigError: an unknown or invalid option, a bad rank, or soft targets without labels.
+    """
+
+    def __init__(self, data: InferDataset | DeviceData, config: LoaderConfig | None = None, *,
+                 device: str | torch.device | None = None, rank: int | None = None,
+                 world_size: int | None = None, **overrides: Any) -> None:
+        self.config = _with_overrides(config or LoaderConfig(), overrides)
+        self.device = torch.device(device) if device is not None else torch.device("cpu")
+        dr, dw = _dist_rank_world()
+        self.rank, self.world_size = (dr if rank is None else rank), (dw if world_size is None else world_size)
+        if self.world_size < 1 or not 0 <= self.rank < self.world_size:
+            raise ConfigError(f"rank={self.rank}, world_size={self.world_size}: need 0 <= rank < world_size")
+        host = DeviceData.from_dataset(data) if isinstance(data, InferDataset) else data
+        if self.config.targets == "soft" and host.labels is None:
+            raise ConfigError("targets='soft' but the dataset stores no soft labels; use targets='class'")
+        self.data = host.to(self.device)
+        self.k, self.m = self.data.bases.shape[1], self.data.compensators.shape[1]
+        self.image_size = (int(self.data.bases.shape[-2]), int(self.data.bases.shape[-1]))
+        self.augment = aug.resolve_augmentation(self.config.augment, max(self.image_size))
+        self.epoch = 0
+
+    # -- epoch bookkeeping ---------------------------------------------------------------
+
+    @property
+    def num_instances(self) -> int:
+        """Instances of the whole dataset (all ranks)."""
+        return self.data.num_instances
+
+    @property
+    def num_samples(self) -> int:
+        """Instances this rank yields per epoch (after padding or dropping for the rank split)."""
+        n, w = self.num_instances, self.world_size
+        return n // w if self.config.drop_last else math.ceil(n / w)
+
+    def __len__(self) -> int:
+        """Batches per epoch on this rank (the same on every rank)."""
+        s, b = self.num_samples, self.config.batch_size
+        return s // b if self.config.drop_last else math.ceil(s / b)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Use epoch ``epoch``'s permutation and augmentation on the next pass."""
+        self.epoch = int(epoch)
+
+    def indices(self, epoch: int | None = None) -> torch.Tensor:
+        """int64 (num_samples,): this rank's instance indices for ``epoch``, in yield order."""
+        epoch = self.epoch if epoch is None else epoch
+        n, w, cfg = self.num_instances, self.world_size, self.config
+        if cfg.shuffle:
+            g = torch.Generator().manual_seed(derive_seed(cfg.seed, epoch, 0))
+            order = torch.randperm(n, generator=g)  # (N,) same on every rank
+        else:
+            order = torch.arange(n)
+        total = self.num_samples * w
+        if total > n:
+            order = order.repeat(math.ceil(total / n))
+        return order[:total][self.rank::w]  # (num_samples,)
+
+    # -- iteration -----------------------------------------------------------------------
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, ...]]:
+        cfg, epoch = self.config, self.epoch
+        order = self.indices(epoch).to(self.device)  # (S,)
+        aug_gen = torch.Generator(device=self.device).manual_seed(derive_seed(cfg.seed, epoch, self.rank + 1, 1))
+        mix_gen = torch.Generator().manual_seed(derive_seed(cfg.seed, epoch, self.rank + 1, 2))
+        params = self._draw_params(len(order), aug_gen)
+        b = cfg.batch_size
+        for s in range(len(self)):
+            sl = slice(s * b, (s + 1) * b)
+            batch = self.make_batch(order[sl], {k: v[sl] for k, v in params.items()}, mix_gen)
+            yield (*batch, order[sl]) if cfg.return_indices else batch
+        self.epoch = epoch + 1
+
+    def _draw_params(self, n: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
+        """Per-sample augmentation parameters for a whole epoch, drawn on the device."""
+        params: dict[str, torch.Tensor] = {}
+        if self.augment == "crop":
+            params["offsets"] = aug.crop_offsets(n, self.config.padding, generator=generator)  # (S, 2)
+        elif self.augment == "resized-crop":
+            params["boxes"] = aug.resized_crop_boxes(n, self.image_size, self.config.scale, generator=generator)  # (S, 4)
+        if self.augment != "none":
+            params["flip"] = aug.flip_mask(n, generator=generator)  # (S,)
+        return params
+
+    def make_batch(self, idx: torch.Tensor, params: dict[str, torch.Tensor],
+                   mix_gen: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Images and targets of instance indices ``idx`` (B,) with the given augmentation.
+
+        ``params`` holds per-sample ``offsets`` (B, 2), ``boxes`` (B, 4) and/or ``flip`` (B,);
+        missing keys skip that step. MixUp runs when ``mix_gen`` is given and beta > 0.
+        """
+        d, cfg = self.data, self.config
+        group, view, slot = expand(idx, self.k, self.m)
+        x = compose(d.bases, d.compensators, group, view, slot)  # (B, C, H, W) in [0, 1]
+        if "offsets" in params:
+            x = aug.padded_crop(x, params["offsets"], cfg.padding)
+        if "boxes" in params:
+            x = aug.resized_crop(x, params["boxes"], self.image_size)
+        if "flip" in params:
+            x = aug.apply_flip(x, params["flip"])
+        if cfg.normalize:
+            x = normalize(x, d.mean, d.std)
+        y = self.targets_of(group, view, slot)  # (B, NC)
+        if mix_gen is not None and cfg.mixup_beta > 0:
+            x, y, _ = mixup_batch(x, y, beta=cfg.mixup_beta, generator=mix_gen)
+        if cfg.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x, y
+
+    def targets_of(self, group: torch.Tensor, view: torch.Tensor, slot: torch.Tensor) -> torch.Tensor:
+        """float32 (B, NC) un-mixed targets: stored logits or one-hot class probabilities."""
+        d = self.data
+        if self.config.targets == "soft" and d.labels is not None:
+            return d.labels[group, view * self.k + slot].to(torch.float32)
+        return F.one_hot(d.class_ids[group, slot], d.num_classes).to(torch.float32)
+
+    def __repr__(self) -> str:
+        return (f"DeviceLoader(instances={self.num_instances}, batches={len(self)}, device={self.device}, "
+                f"rank={self.rank}/{self.world_size}, augment={self.augment!r}, config={self.config})")
+
+
+def _with_overrides(config: LoaderConfig, overrides: dict[str, Any]) -> LoaderConfig:
+    known = {f.name for f in fields(LoaderConfig)}
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise ConfigError(f"unknown DeviceLoader option(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+    return replace(config, **overrides) if overrides else config
