@@ -1,0 +1,102 @@
+"""InferDataset: the torchvision dataset contract, composites, DataLoader and DistributedSampler."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from builders import make_groups
+from torch.utils.data import DataLoader, DistributedSampler
+
+from infer_data import ConfigError, InferDataset
+from infer_data.indexing import split_index
+
+
+def _expected(groups: list, i: int) -> tuple[torch.Tensor, np.ndarray]:
+    k, m = groups[0].k, groups[0].m
+    g, j, slot = split_index(i, k, m)
+    x = groups[g].bases[slot].astype(np.float32) / 255
+    if j:
+        x = np.clip(x + groups[g].compensators[j - 1].astype(np.float16).astype(np.float32), 0, 1)
+    return torch.from_numpy(x), groups[g].labels[j * k + slot].astype(np.float16).astype(np.float32)
+
+
+def test_len_items_and_composites(tiny_dir: Path, tiny_groups: list) -> None:
+    ds = InferDataset(tiny_dir)
+    assert len(ds) == 3 * 4 * 3
+    for i in range(len(ds)):
+        x, y = ds[i]
+        want_x, want_y = _expected(tiny_groups, i)
+        assert x.dtype == torch.float32 and x.shape == (3, 8, 8) and y.shape == (4,)
+        torch.testing.assert_close(x, want_x, atol=1e-6, rtol=0)
+        np.testing.assert_array_equal(y.numpy(), want_y)
+    x0, _ = ds[0]
+    torch.testing.assert_close(x0, torch.from_numpy(tiny_groups[0].bases[0] / 255).float())
+    assert torch.equal(ds[-1][0], ds[len(ds) - 1][0])
+    with pytest.raises(IndexError, match="index 36 out of range for 36 instances"):
+        ds[36]
+
+
+def test_getitems_matches_getitem(tiny_dir: Path) -> None:
+    ds = InferDataset(tiny_dir)
+    batch = ds.__getitems__([5, 0, 35, 12])
+    for (x, y), i in zip(batch, [5, 0, 35, 12]):
+        assert torch.equal(x, ds[i][0]) and torch.equal(y, ds[i][1])
+
+
+def test_targets_classes_repr_and_hard_labels(tiny_dir: Path, tiny_groups: list) -> None:
+    ds = InferDataset(tiny_dir, target="class")
+    assert ds.classes == ["class0", "class1", "class2", "class3"]
+    assert ds.class_to_idx["class2"] == 2
+    assert ds.targets == [i % 4 for i in range(36)]
+    assert [ds[i][1] for i in range(36)] == ds.targets
+    text = repr(ds)
+    assert "Number of datapoints: 36" in text and "K=4, M=2" in text and "base=npy" in text
+    with pytest.raises(ConfigError, match=r"target='hard' is not valid; choose one of 'soft', 'class'"):
+        InferDataset(tiny_dir, target="hard")
+
+
+def test_normalize_transform_and_target_transform(tiny_dir: Path) -> None:
+    raw = InferDataset(tiny_dir)
+    ds = InferDataset(tiny_dir, normalize=True, transform=lambda x: x.flip(-1), target_transform=lambda t: t.argmax())
+    x, t = ds[7]
+    torch.testing.assert_close(x, ((raw[7][0] - 0.5) / 0.25).flip(-1))
+    assert t == raw[7][1].argmax()
+
+
+def test_dataloader_with_persistent_workers_sees_each_instance_once(tiny_dir: Path) -> None:
+    ds = InferDataset(tiny_dir, target="class")
+    loader = DataLoader(ds, batch_size=5, shuffle=True, num_workers=2, persistent_workers=True,
+                        generator=torch.Generator().manual_seed(0))
+    for _ in range(2):
+        seen = torch.cat([x.flatten(1) for x, _ in loader])
+        assert seen.shape == (36, 3 * 8 * 8)
+        ref = torch.stack([ds[i][0].flatten() for i in range(36)])
+        assert sorted(map(tuple, seen.tolist())) == sorted(map(tuple, ref.tolist()))
+
+
+def test_distributed_sampler_splits_each_epoch_exactly(tiny_dir: Path) -> None:
+    ds = InferDataset(tiny_dir)
+    for epoch in range(2):
+        seen: Counter[int] = Counter()
+        for rank in range(3):
+            sampler = DistributedSampler(ds, num_replicas=3, rank=rank, shuffle=True, seed=1)
+            sampler.set_epoch(epoch)
+            seen.update(iter(sampler))
+        assert seen == Counter(range(36))
+
+
+def test_lazy_jpeg_bases_decode_per_group_behind_a_bounded_cache(dataset_factory) -> None:
+    groups = make_groups(4, 3, 1, (3, 16, 16))
+    root = dataset_factory(groups, codecs={"base": {"name": "jpeg", "quality": 95}})
+    ds = InferDataset(root, cache_groups=2)
+    assert ds.bases is None and ds.lazy_bases
+    xs = [ds[i][0] for i in range(len(ds))]
+    assert len(ds._cache) == 2
+    assert ds.base_tensor().shape == (4, 3, 3, 16, 16)
+    assert all(x.shape == (3, 16, 16) and 0 <= x.min() and x.max() <= 1 for x in xs)
+    batch = ds.__getitems__([0, 23, 5])
+    assert torch.equal(batch[1][0], xs[23])
