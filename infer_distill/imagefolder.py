@@ -1,0 +1,120 @@
+"""The ``imagefolder:PATH`` source: ``PATH/train/<class>/*`` plus ``PATH/val`` or ``PATH/test``.
+
+Images are decoded lazily with PIL, one at a time, so a large folder costs only its file list
+until images are asked for; :meth:`ImageFolderSource.load_all` decodes a whole split once for
+training loops. Normalization statistics come from an evenly spaced sample of at most
+:data:`STATS_SAMPLE` training images (exact for folders no larger than that).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from infer_data.errors import ConfigError, DatasetNotFoundError, FormatError
+
+from .sources import Source, channel_stats
+
+logger = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".ppm", ".pgm", ".tif", ".tiff", ".gif"}
+STATS_SAMPLE = 5000
+_STATS: dict[tuple[str, tuple[int, int, int]], tuple[list[float], list[float]]] = {}
+
+
+def _split_dir(root: Path, split: str) -> Path:
+    names = ["train"] if split == "train" else ["val", "test"]
+    for name in names:
+        if (root / name).is_dir():
+            return root / name
+    raise DatasetNotFoundError(f"imagefolder:{root}: no {' or '.join(n + '/' for n in names)} folder of class folders; check the path")
+
+
+def _scan(folder: Path, classes: list[str]) -> tuple[list[Path], list[int]]:
+    files, labels = [], []
+    lookup = {c: i for i, c in enumerate(classes)}
+    for sub in sorted(p for p in folder.iterdir() if p.is_dir()):
+        if sub.name not in lookup:
+            raise ConfigError(f"{sub}: class folder {sub.name!r} has no counterpart in the train split; remove it or add it to train/")
+        found = sorted(p for p in sub.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        files += found
+        labels += [lookup[sub.name]] * len(found)
+    return files, labels
+
+
+class ImageFolderSource(Source):
+    """One split of an image-folder dataset; see the module docstring."""
+
+    def __init__(self, path: str, split: str, *, image_size: int | None = None) -> None:
+        root = Path(path)
+        if not root.is_dir():
+            raise DatasetNotFoundError(f"imagefolder:{path}: no such folder; check the path")
+        train_dir = _split_dir(root, "train")
+        self.classes = sorted(p.name for p in train_dir.iterdir() if p.is_dir())
+        if len(self.classes) < 2:
+            raise DatasetNotFoundError(f"{train_dir}: needs at least 2 class folders, found {len(self.classes)}")
+        self.name, self.spec, self.split = "imagefolder", f"imagefolder:{path}", split
+        self.files, labels = _scan(_split_dir(root, split), self.classes)
+        if not self.files:
+            raise DatasetNotFoundError(f"imagefolder:{path}: the {split} split holds no image files")
+        self.targets = torch.tensor(labels, dtype=torch.int64)
+        train_files = self.files if split == "train" else _scan(train_dir, self.classes)[0]
+        self.image_shape = self._shape_of(train_files[0], image_size)
+        self._cache: torch.Tensor | None = None
+        self.mean, self.std = self._stats(train_files)
+
+    @staticmethod
+    def _shape_of(first: Path, image_size: int | None) -> tuple[int, int, int]:
+        from PIL import Image
+
+        try:
+            with Image.open(first) as im:
+                c = 1 if im.mode in ("L", "I", "I;16", "1") else 3
+                w, h = im.size
+        except OSError as exc:
+            raise FormatError(f"{first}: cannot decode image ({exc}); remove or replace the file") from exc
+        return (c, image_size, image_size) if image_size else (c, h, w)
+
+    def _stats(self, train_files: list[Path]) -> tuple[list[float], list[float]]:
+        key = (str(train_files[0].parents[1].resolve()), self.image_shape)
+        if key not in _STATS:
+            step = max(1, len(train_files) // STATS_SAMPLE)
+            sample = train_files[::step][:STATS_SAMPLE]
+            _STATS[key] = channel_stats(torch.stack([self._decode(p) for p in sample]))
+        return _STATS[key]
+
+    def _decode(self, path: Path) -> torch.Tensor:
+        """uint8 (C, H, W) of one file, resized (shorter side) and centre-cropped to the shape."""
+        from PIL import Image
+
+        c, h, w = self.image_shape
+        try:
+            with Image.open(path) as im:
+                im = im.convert("L" if c == 1 else "RGB")
+                if im.size != (w, h):
+                    scale = max(w / im.size[0], h / im.size[1])
+                    im = im.resize((max(w, round(im.size[0] * scale)), max(h, round(im.size[1] * scale))), Image.BICUBIC)
+                    left, top = (im.size[0] - w) // 2, (im.size[1] - h) // 2
+                    im = im.crop((left, top, left + w, top + h))
+                arr = np.asarray(im, dtype=np.uint8)
+        except OSError as exc:
+            raise FormatError(f"{path}: cannot decode image ({exc}); remove or replace the file") from exc
+        return torch.from_numpy(arr.reshape(h, w, c).copy()).permute(2, 0, 1)
+
+    def load_all(self) -> torch.Tensor:
+        """Decode the whole split once; uint8 (N, C, H, W), kept for later calls."""
+        if self._cache is None:
+            logger.info("decoding %d images of %s", len(self.files), self.spec)
+            self._cache = torch.stack([self._decode(p) for p in self.files])
+        return self._cache
+
+    def images(self, indices: torch.Tensor | Sequence[int]) -> torch.Tensor:
+        """uint8 (B, C, H, W) at ``indices`` (decoded on demand unless :meth:`load_all` ran)."""
+        idx = torch.as_tensor(indices, dtype=torch.int64)
+        if self._cache is not None:
+            return self._cache[idx]
+        return torch.stack([self._decode(self.files[int(i)]) for i in idx]) if len(idx) else torch.empty((0, *self.image_shape), dtype=torch.uint8)
