@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -135,11 +135,11 @@ class DatasetIndex:
 
     @classmethod
     def _from_obj(cls, obj: dict[str, Any]) -> DatasetIndex:
-        ds = dict(obj["dataset"])
+        ds = _known(DatasetInfo, obj["dataset"])
         ds["image_shape"] = tuple(int(v) for v in ds["image_shape"])
         dataset = DatasetInfo(**ds)
-        method = MethodInfo(**obj["method"])
-        shards = [ShardEntry(**s) for s in obj["shards"]]
+        method = MethodInfo(**_known(MethodInfo, obj["method"]))
+        shards = [ShardEntry(**_known(ShardEntry, s)) for s in obj["shards"]]
         index = cls(dataset, method, dict(obj["codecs"]), shards, dict(obj.get("provenance", {})),
                     int(obj["version"]), int(obj.get("minor", 0)))
         index.check()
@@ -168,6 +168,12 @@ class DatasetIndex:
         for name in ("base", "compensators", "labels"):
             if name not in self.codecs or "name" not in self.codecs[name]:
                 raise ValueError(f"codecs.{name} with a 'name' is required")
+
+
+def _known(cls: type, obj: dict[str, Any]) -> dict[str, Any]:
+    """The fields of ``obj`` that ``cls`` declares (minor versions may add others)."""
+    names = {f.name for f in fields(cls)}
+    return {k: v for k, v in dict(obj).items() if k in names}
 
 
 def read_index(root: str | os.PathLike[str]) -> DatasetIndex:
