@@ -53,6 +53,9 @@ class InferDataset(Dataset[tuple[torch.Tensor, Any]]):
         root: folder holding ``index.json`` and the shards.
         target: ``"soft"`` (stored logits) or ``"class"`` (hard class id).
         transform: callable on the (C, H, W) float image.
+        batch_transform: callable on a whole (B, C, H, W) float batch, applied in
+            ``__getitems__`` (and to single items as a batch of one) before ``transform``;
+            e.g. :class:`infer_data.transforms.RandomCropFlip` for vectorized augmentation.
         target_transform: callable on the target.
         normalize: subtract the stored mean and divide by the stored std.
         verify: check each shard's sha256 as it is loaded (on by default; size is always checked).
@@ -71,6 +74,7 @@ class InferDataset(Dataset[tuple[torch.Tensor, Any]]):
         *,
         target: str = "soft",
         transform: Callable[[torch.Tensor], Any] | None = None,
+        batch_transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
         target_transform: Callable[[Any], Any] | None = None,
         normalize: bool = False,
         verify: bool = True,
@@ -80,6 +84,7 @@ class InferDataset(Dataset[tuple[torch.Tensor, Any]]):
         self.index: DatasetIndex = read_index(root)
         self.target = verify_choice(target, "target", TARGETS)
         self.transform, self.target_transform = transform, target_transform
+        self.batch_transform = batch_transform
         self.normalize = normalize
         self._schema = GroupSchema(self.index)
         if self.target == "soft" and not self._schema.has_labels:
@@ -191,12 +196,16 @@ class InferDataset(Dataset[tuple[torch.Tensor, Any]]):
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, Any]:
         x, t = self.compose_batch(torch.tensor([self._check(int(i))]))
+        if self.batch_transform is not None:
+            x = self.batch_transform(x)
         return self._finish(x[0], t[0])
 
     def __getitems__(self, indices: Sequence[int]) -> list[tuple[torch.Tensor, Any]]:
         """Batched access used by ``DataLoader``: one vectorized composite per batch."""
         idx = torch.tensor([self._check(int(i)) for i in indices], dtype=torch.int64)
         x, t = self.compose_batch(idx)
+        if self.batch_transform is not None:
+            x = self.batch_transform(x)
         return [self._finish(x[b], t[b]) for b in range(len(idx))]
 
     def _finish(self, x: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, Any]:
@@ -218,6 +227,8 @@ class InferDataset(Dataset[tuple[torch.Tensor, Any]]):
             f"    Codecs: " + ", ".join(f"{f}={s['name']}" for f, s in ix.codecs.items()),
             f"    Target: {self.target}, normalize={self.normalize}",
         ]
+        if self.batch_transform is not None:
+            lines.append(f"    Batch transform: {self.batch_transform!r}")
         if self.transform is not None:
             lines.append(f"    Transform: {self.transform!r}")
         return "\n".join(lines)

@@ -100,3 +100,30 @@ def test_lazy_jpeg_bases_decode_per_group_behind_a_bounded_cache(dataset_factory
     assert all(x.shape == (3, 16, 16) and 0 <= x.min() and x.max() <= 1 for x in xs)
     batch = ds.__getitems__([0, 23, 5])
     assert torch.equal(batch[1][0], xs[23])
+
+
+def test_batch_transform_crops_each_sample_from_its_padded_copy(tiny_dir: Path) -> None:
+    from infer_data.transforms import RandomCropFlip
+
+    plain = InferDataset(tiny_dir)
+    ds = InferDataset(tiny_dir, batch_transform=RandomCropFlip(padding=2, seed=1))
+    idx = list(range(20))
+    out = [x for x, _ in ds.__getitems__(idx)]
+    moved = 0
+    for i, x in zip(idx, out):
+        src = torch.nn.functional.pad(plain[i][0], (2, 2, 2, 2))
+        windows = [src[:, dy:dy + 8, dx:dx + 8] for dy in range(5) for dx in range(5)]
+        assert any(torch.equal(x, w) or torch.equal(x, w.flip(-1)) for w in windows)
+        moved += not torch.equal(x, plain[i][0])
+    assert moved > 10
+    assert "RandomCropFlip(padding=2" in repr(ds)
+
+
+def test_batch_transform_in_workers_draws_new_crops_each_epoch(tiny_dir: Path) -> None:
+    from infer_data.transforms import RandomCropFlip
+
+    ds = InferDataset(tiny_dir, batch_transform=RandomCropFlip(padding=4))
+    loader = DataLoader(ds, batch_size=6, num_workers=2, generator=torch.Generator().manual_seed(0))
+    runs = [torch.cat([x for x, _ in loader]) for _ in range(2)]
+    assert runs[0].shape == (36, 3, 8, 8)
+    assert not torch.equal(runs[0], runs[1])  # a new epoch draws new worker seeds
