@@ -35,7 +35,7 @@ from .record import GroupRecord
 logger = logging.getLogger(__name__)
 
 DEFAULT_CODECS: dict[str, dict[str, Any]] = {
-    "base": {"name": "npy", "zstd_level": 19},
+    "base": {"name": "png", "compress_level": 9},
     "compensators": {"name": "fp16", "zstd_level": 19},
     "labels": {"name": "fp16", "zstd_level": 19},
 }

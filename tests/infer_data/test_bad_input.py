@@ -64,9 +64,9 @@ def test_flipped_byte_is_a_checksum_error(tiny_dir: Path) -> None:
 def test_flipped_byte_without_verify_is_still_caught_by_zstd(tiny_dir: Path) -> None:
     path = _first_shard(tiny_dir)
     data = bytearray(path.read_bytes())
-    data[530] ^= 0xFF  # inside the first member's zstd frame (after its 512-byte header)
+    data[560] ^= 0xFF  # inside the first member's PNG data (after its 512-byte tar header)
     path.write_bytes(bytes(data))
-    with pytest.raises((CodecError, FormatError), match=r"shard-000000\.tar group g000000 member 'base\.npy\.zst'"):
+    with pytest.raises((CodecError, FormatError), match=r"shard-000000\.tar group g000000 member 'base\.00000\.png'"):
         InferDataset(tiny_dir, verify=False)
 
 
@@ -115,8 +115,17 @@ def test_unknown_format_version(tiny_dir: Path) -> None:
 
 def test_shapes_that_disagree_with_the_index(tiny_dir: Path) -> None:
     _edit_index(tiny_dir, lambda o: o["dataset"].update(image_shape=[3, 8, 6]))
-    with pytest.raises(FormatError, match=r"member 'base\.npy\.zst': holds uint8 \(4, 3, 8, 8\) but the index declares uint8 \(4, 3, 8, 6\)"):
+    with pytest.raises(FormatError, match=r"member 'base\.00000\.png': image is 8x8, the index declares 6x8"):
         InferDataset(tiny_dir)
+
+
+def test_array_shapes_that_disagree_with_the_index(dataset_factory) -> None:
+    from builders import make_groups
+
+    root = dataset_factory(make_groups(1, 4, 2, (3, 8, 8)), codecs={"base": "npy"})
+    _edit_index(root, lambda o: o["dataset"].update(image_shape=[3, 8, 6]))
+    with pytest.raises(FormatError, match=r"member 'base\.npy\.zst': holds uint8 \(4, 3, 8, 8\) but the index declares uint8 \(4, 3, 8, 6\)"):
+        InferDataset(root)
 
 
 def test_member_bigger_than_declared_after_decompression(tiny_dir: Path) -> None:

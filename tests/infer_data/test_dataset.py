@@ -54,7 +54,7 @@ def test_targets_classes_repr_and_hard_labels(tiny_dir: Path, tiny_groups: list)
     assert ds.targets == [i % 4 for i in range(36)]
     assert [ds[i][1] for i in range(36)] == ds.targets
     text = repr(ds)
-    assert "Number of datapoints: 36" in text and "K=4, M=2" in text and "base=npy" in text
+    assert "Number of datapoints: 36" in text and "K=4, M=2" in text and "base=png" in text
     with pytest.raises(ConfigError, match=r"target='hard' is not valid; choose one of 'soft', 'class'"):
         InferDataset(tiny_dir, target="hard")
 

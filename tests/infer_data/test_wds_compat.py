@@ -25,15 +25,29 @@ def _collect_leaked_files():
 
 
 def test_webdataset_with_documented_decoder_yields_every_group_once(tiny_dir: Path, tiny_groups: list) -> None:
-    pipeline = wds.WebDataset(shard_urls(tiny_dir), shardshuffle=False).decode(zstd_handler)
+    pipeline = wds.WebDataset(shard_urls(tiny_dir), shardshuffle=False).decode(zstd_handler, "rgb8")
     samples = list(pipeline)
     assert [s["__key__"] for s in samples] == ["g000000", "g000001", "g000002"]
     for s, want in zip(samples, tiny_groups):
-        assert s["base.npy.zst"].dtype == np.uint8 and s["base.npy.zst"].shape == (4, 3, 8, 8)
-        np.testing.assert_array_equal(s["base.npy.zst"], want.bases)
+        for k in range(4):
+            img = s[f"base.{k:05d}.png"]  # webdataset's own PNG decoder, (H, W, C)
+            assert img.dtype == np.uint8 and img.shape == (8, 8, 3)
+            np.testing.assert_array_equal(img.transpose(2, 0, 1), want.bases[k])
         assert s["comp.npy.zst"].dtype == np.float16 and s["comp.npy.zst"].shape == (2, 3, 8, 8)
         assert s["label.npy.zst"].shape == (12, 4)
         assert s["meta.json"]["source_indices"] == want.source_indices.tolist()
+
+
+def test_webdataset_reads_npy_bases(dataset_factory) -> None:
+    from builders import make_groups
+
+    groups = make_groups(2, 3, 1, (1, 5, 6))
+    root = dataset_factory(groups, codecs={"base": "npy"})
+    samples = list(wds.WebDataset(shard_urls(root), shardshuffle=False).decode(zstd_handler))
+    assert len(samples) == 2
+    for s, want in zip(samples, groups):
+        assert s["base.npy.zst"].dtype == np.uint8 and s["base.npy.zst"].shape == (3, 1, 5, 6)
+        np.testing.assert_array_equal(s["base.npy.zst"], want.bases)
 
 
 def test_group_pipeline_returns_checked_records(tiny_dir: Path, tiny_groups: list) -> None:
