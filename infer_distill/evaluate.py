@@ -136,10 +136,10 @@ def source_spec_of(dataset: InferDataset) -> str:
     return dataset.index.dataset.name
 
 
-def _open_test_source(spec: str, data_root: str | None) -> EvalSource:
+def _open_test_source(spec: str, data_root: str | None, image_size: int) -> EvalSource:
     from .sources import create_source
 
-    return create_source(spec, "test", data_root=data_root)  # type: ignore[no-any-return]
+    return create_source(spec, "test", data_root=data_root, image_size=image_size)  # type: ignore[no-any-return]
 
 
 @contextlib.contextmanager
@@ -193,15 +193,18 @@ def evaluate(
         DatasetNotFoundError: no dataset at ``root`` or no test data.
         ConfigError, RegistryError: invalid options, teachers or sources.
     """
+    from .teachers import TEACHERS
+
+    TEACHERS.get(config.arch)  # an unknown student arch fails before any data is read
     dataset = InferDataset(root)
     if config.labels == "dynamic" and not teachers:
         raise ConfigError("labels='dynamic' needs teacher networks to relabel each batch; pass --teacher ARCH=CHECKPOINT (one or more)")
-    source = _open_test_source(test_data or source_spec_of(dataset), data_root)
+    spec = test_data or source_spec_of(dataset)
+    source = _open_test_source(spec, data_root, dataset.index.dataset.image_shape[1])
     nets = load_teachers(teachers, dataset) if config.labels == "dynamic" else []
     with distributed(device) as dev:
         result = train_student(dataset, source, config, teachers=nets, device=dev, progress=progress)
-    result.config |= {"root": str(root), "test_data": test_data or source_spec_of(dataset),
-                      "teachers": list(teachers)}
+    result.config |= {"root": str(root), "test_data": spec, "teachers": list(teachers)}
     return result
 
 

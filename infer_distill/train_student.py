@@ -252,6 +252,7 @@ def _run(student: nn.Module, loader: DeviceLoader, test_source: EvalSource, conf
         loss = _train_epoch(model, loader, opt, sched, teachers, config)
         row = {"epoch": epoch + 1, "loss": loss, "lr": opt.param_groups[0]["lr"]}
         if (epoch + 1) % config.eval_every == 0 or epoch + 1 == config.epochs:
+            _sync_buffers(student)
             top1 = test.top1(student, config)
             row["top1"] = top1
             if top1 > best:
@@ -266,6 +267,13 @@ def _run(student: nn.Module, loader: DeviceLoader, test_source: EvalSource, conf
     facts = {"instances": loader.num_instances, "world_size": loader.world_size, "device": str(dev),
              "steps_per_epoch": len(loader)}
     return EvalResult(top1, best, best_epoch, history, config.to_dict() | facts, time.perf_counter() - start)
+
+
+def _sync_buffers(model: nn.Module) -> None:
+    """Give every rank rank 0's buffers (BN running statistics drift apart between DDP's syncs)."""
+    if _rank_world()[1] > 1:
+        for buf in model.buffers():
+            dist.broadcast(buf, 0)
 
 
 def _progress(total: int, enabled: bool) -> Any:
