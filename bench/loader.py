@@ -9,7 +9,9 @@ side by side in one run:
 - ``imagefolder``: ``torchvision.datasets.ImageFolder`` + PIL decode + ToTensor + RandomCrop + flip,
 - ``infer``: ``InferDataset`` with the same torchvision transforms per sample,
 - ``infer-batch``: ``InferDataset`` with ``batch_transform=RandomCropFlip(4)`` (one vectorized
-  call per batch, same augmentation).
+  call per batch, same augmentation),
+- ``device-cpu``: ``DeviceLoader`` on the CPU (compose, crop + flip, normalize and MixUp on
+  whole batches, no workers).
 
 Usage::
 
@@ -25,22 +27,19 @@ import json
 import os
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
-import torchvision
-from torch.utils.data import DataLoader
-from torchvision.transforms import v2
 
 from infer_data import DatasetInfo, GroupRecord, InferDataset, MethodInfo, ShardWriter
+from infer_data.benchmark import device_rate, imagefolder_rates, infer_rates
 from infer_data.export import export_dataset
-from infer_data.transforms import RandomCropFlip
 
 M = 4
 IPC = 50
 BATCH = 256
+WORKERS = (0, 2)
 
 
 def num_groups(ipc: int, k: int, m: int) -> int:
@@ -84,41 +83,20 @@ def write_bench_dataset(root: Path, images: np.ndarray, seed: int) -> None:
                                       list(method.teachers), logits))
 
 
-def throughput(loader: DataLoader, epochs: int) -> float:
-    """Instances per second over ``epochs`` epochs after one warm-up epoch."""
-    for _ in loader:
-        pass
-    n, start = 0, time.perf_counter()
-    for _ in range(epochs):
-        for x, _ in loader:
-            n += x.shape[0]
-    return n / (time.perf_counter() - start)
-
-
-def make_loader(ds: torch.utils.data.Dataset, workers: int) -> DataLoader:
-    return DataLoader(ds, batch_size=BATCH, shuffle=True, num_workers=workers, persistent_workers=workers > 0,
-                      generator=torch.Generator().manual_seed(0))
-
-
 def folder_bytes(root: Path) -> int:
     return sum(p.stat().st_size for p in root.rglob("*") if p.is_file())
 
 
 def bench_config(name: str, images: np.ndarray, tmp: Path, epochs: int) -> dict:
+    """Write, export and measure one configuration; rates keyed by path then workers."""
     root, ref = tmp / f"{name}-infer", tmp / f"{name}-ref"
     write_bench_dataset(root, images, seed=0)
     export_dataset(root, ref, layout="reference", image_format="jpeg", quality=75)
-    per_sample = v2.Compose([v2.RandomCrop(32, padding=4), v2.RandomHorizontalFlip()])
-    pil = v2.Compose([v2.PILToTensor(), v2.ToDtype(torch.float32, scale=True), per_sample])
-    result = {"instances": len(InferDataset(root)), "stored_bytes": folder_bytes(root), "reference_bytes": folder_bytes(ref)}
-    for workers in (0, 2):
-        rates = {
-            "imagefolder": throughput(make_loader(torchvision.datasets.ImageFolder(str(ref), transform=pil), workers), epochs),
-            "infer": throughput(make_loader(InferDataset(root, transform=per_sample), workers), epochs),
-            "infer-batch": throughput(make_loader(InferDataset(root, batch_transform=RandomCropFlip(4)), workers), epochs),
-        }
-        result[f"workers{workers}"] = rates
-    return result
+    rates = infer_rates(root, 32, BATCH, WORKERS, epochs)
+    rates["imagefolder"] = imagefolder_rates(ref, 32, BATCH, WORKERS, epochs)
+    rates["device-cpu"] = {w: device_rate(root, BATCH, "cpu", epochs) for w in (0,)}
+    return {"instances": len(InferDataset(root)), "stored_bytes": folder_bytes(root),
+            "reference_bytes": folder_bytes(ref), "rates": rates}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -142,10 +120,11 @@ def main(argv: list[str] | None = None) -> int:
                   f"({'real' if folder else 'synthetic'} bases)")
             print(f"  stored {r['stored_bytes']:,} B vs reference layout {r['reference_bytes']:,} B "
                   f"({r['reference_bytes'] / r['stored_bytes']:.2f}x smaller)")
-            for workers in (0, 2):
-                rates = r[f"workers{workers}"]
-                base = rates["imagefolder"]
-                print(f"  workers={workers}: " + ", ".join(f"{k2} {v:,.0f}/s ({v / base:.2f}x)" for k2, v in rates.items()))
+            for workers in WORKERS:
+                base = r["rates"]["imagefolder"][workers]
+                line = ", ".join(f"{path} {per[workers]:,.0f}/s ({per[workers] / base:.2f}x)"
+                                 for path, per in r["rates"].items() if workers in per)
+                print(f"  workers={workers}: {line}")
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))
     return 0

@@ -120,3 +120,15 @@ def test_preview_writes_a_png(tiny_dir: Path, tmp_path: Path) -> None:
     assert code == 1 and "--group 3 is out of range; the dataset has groups 0..2" in text
     code, text = run("preview", str(tiny_dir), "--out", str(tmp_path / "p.jpg"))
     assert code == 1 and "give a name ending in .png" in text
+
+
+def test_bench_reports_rates_and_ratios(tiny_dir: Path) -> None:
+    code, out = run("bench", str(tiny_dir), "--workers", "0", "--epochs", "1", "--batch-size", "8", "--json")
+    assert code == 0, out
+    r = json.loads(out)
+    assert r["instances"] == 36
+    assert set(r["rates"]) == {"infer", "infer-batch", "imagefolder"}
+    assert r["rates"]["infer"]["0"] > 0 and r["device"]["cpu"] > 0
+    assert abs(r["ratios"]["infer"]["0"] - r["rates"]["infer"]["0"] / r["rates"]["imagefolder"]["0"]) < 1e-9
+    code, out = run("bench", str(tiny_dir), "--workers", "two")
+    assert code == 1 and "--workers 'two': give comma-separated integers" in out
