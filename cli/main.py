@@ -19,6 +19,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "stats": ("stats", "stats", "Exact stored bytes by field and compression ratios."),
     "export": ("export", "export", "Materialize instances as image files plus a labels file."),
     "preview": ("preview", "preview", "Draw one group: bases, compensators, composites."),
+    "bench": ("bench", "bench", "Loader throughput against the ImageFolder baseline."),
     "evaluate": ("evaluate", "evaluate", "Train a student on a distilled set; report real test top-1 (static or dynamic labels)."),
 }
 
