@@ -1,0 +1,196 @@
+"""Distillation configuration: frozen dataclasses, presets in a registry, dict round trips.
+
+The exact config is written into ``index.json`` (provenance) via :meth:`DistillConfig.to_dict`;
+:meth:`DistillConfig.from_dict` is its inverse. Presets carry DESIGN section 2's reference
+settings; the CLI starts from a preset and applies overrides with :func:`dataclasses.replace`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from infer_data.errors import ConfigError
+from infer_data.registry import Registry
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    """Compensator optimization (INFER: Adam on u, cosine decay)."""
+
+    lr: float = 0.25  # Adam learning rate, in normalized-image units as the reference code
+    iterations: int = 1000  # optimization steps per compensator
+    r_bn: float = 1.0  # weight of the BatchNorm-statistics term against cross-entropy
+    first_bn_multiplier: float = 10.0  # extra weight of the first BN layer that fires
+    betas: tuple[float, float] = (0.5, 0.9)  # Adam betas
+
+    def __post_init__(self) -> None:
+        if self.lr <= 0 or self.iterations < 1 or self.r_bn < 0 or self.first_bn_multiplier < 0:
+            raise ConfigError(f"optim: need lr > 0, iterations >= 1, r_bn >= 0, first_bn_multiplier >= 0; got {self}")
+        if not all(0 <= b < 1 for b in self.betas):
+            raise ConfigError(f"optim: betas must lie in [0, 1), got {self.betas}")
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """Per-step random augmentation of base + u before the teacher (no wrap-around)."""
+
+    jitter: int = 4  # max random shift in pixels, each axis, zero-padded
+    resized_crop: bool = False  # RandomResizedCrop back to the image size (large images)
+    crop_scale: tuple[float, float] = (0.08, 1.0)  # area fraction range of the resized crop
+    flip: bool = False  # random horizontal flip, p = 0.5
+
+    def __post_init__(self) -> None:
+        if self.jitter < 0:
+            raise ConfigError(f"augment: jitter must be >= 0 pixels, got {self.jitter}")
+        lo, hi = self.crop_scale
+        if not 0 < lo <= hi <= 1:
+            raise ConfigError(f"augment: crop_scale must satisfy 0 < min <= max <= 1, got {self.crop_scale}")
+
+
+@dataclass(frozen=True)
+class TeacherSpec:
+    """One teacher: an architecture name and its checkpoint file."""
+
+    arch: str  # registered architecture (see infer_distill.teachers.list_teachers)
+    checkpoint: str  # path of a checkpoint written by save_teacher (or a bare state_dict)
+
+    @classmethod
+    def parse(cls, text: str) -> TeacherSpec:
+        """``"ARCH=PATH"`` -> TeacherSpec.
+
+        Raises:
+            ConfigError: no ``=`` or an empty side.
+        """
+        arch, sep, path = text.partition("=")
+        if not sep or not arch.strip() or not path.strip():
+            raise ConfigError(f"--teacher {text!r} must look like ARCH=CHECKPOINT, e.g. resnet18=teachers/r18.pt")
+        return cls(arch.strip(), path.strip())
+
+
+@dataclass(frozen=True)
+class DistillConfig:
+    """Everything that determines a distilled dataset (with the teachers' weights)."""
+
+    dataset: str = "embedded"  # source spec, see infer_distill.sources.list_sources
+    ipc: int = 10  # stored-image budget per class
+    teachers: tuple[TeacherSpec, ...] = ()  # one compensator per teacher per group; all teachers label
+    compensators: bool = True  # False: M = 0, random real images with static labels (baseline)
+    seed: int = 0  # base selection and per-group augmentation streams
+    batch_groups: int = 16  # groups optimized together in one batch (per-group BN statistics)
+    label_batch: int = 256  # instances per teacher forward when labelling
+    data_root: str | None = None  # folder of torchvision-layout data (cifar10, cifar100, fashion-mnist)
+    image_size: int | None = None  # resize image-folder sources to this side (e.g. 224)
+    preset: str = "custom"  # the preset this config started from (informational)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+
+    def __post_init__(self) -> None:
+        if self.ipc < 1:
+            raise ConfigError(f"--ipc must be >= 1, got {self.ipc}")
+        if self.batch_groups < 1 or self.label_batch < 1:
+            raise ConfigError(f"--batch-groups and label_batch must be >= 1, got {self.batch_groups} and {self.label_batch}")
+        if not self.dataset:
+            raise ConfigError(f"preset {self.preset} has no default dataset; pass --dataset (e.g. imagefolder:PATH)")
+
+    @property
+    def m(self) -> int:
+        """Compensators per group."""
+        return len(self.teachers) if self.compensators else 0
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able dict (tuples become lists)."""
+        return json_ready(dataclasses.asdict(self))
+
+    @classmethod
+    def from_dict(cls, obj: dict[str, Any]) -> DistillConfig:
+        """Inverse of :meth:`to_dict`.
+
+        Raises:
+            ConfigError: unknown or mistyped fields.
+        """
+        try:
+            d = dict(obj)
+            d["teachers"] = tuple(TeacherSpec(**t) for t in d.get("teachers", ()))
+            o = dict(d.get("optim", {}))
+            if "betas" in o:
+                o["betas"] = tuple(o["betas"])
+            a = dict(d.get("augment", {}))
+            if "crop_scale" in a:
+                a["crop_scale"] = tuple(a["crop_scale"])
+            d["optim"], d["augment"] = OptimConfig(**o), AugmentConfig(**a)
+            return cls(**d)
+        except TypeError as exc:
+            raise ConfigError(f"distill config: {exc}; compare with DistillConfig().to_dict()") from exc
+
+
+def json_ready(obj: Any) -> Any:
+    """Tuples -> lists, recursively."""
+    if isinstance(obj, dict):
+        return {k: json_ready(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_ready(v) for v in obj]
+    return obj
+
+
+PRESETS: Registry[Callable[[], DistillConfig]] = Registry("preset")
+
+
+@PRESETS.register("embedded")
+def _embedded() -> DistillConfig:
+    """The embedded Fashion-MNIST subset, sized for a CPU demo (fewer iterations than CIFAR)."""
+    return DistillConfig(dataset="embedded", preset="embedded", optim=OptimConfig(iterations=200))
+
+
+@PRESETS.register("cifar10")
+def _cifar10() -> DistillConfig:
+    """CIFAR reference settings: lr 0.25, 1000 iterations, r_bn 1, jitter 4."""
+    return DistillConfig(dataset="cifar10", preset="cifar10")
+
+
+@PRESETS.register("cifar100")
+def _cifar100() -> DistillConfig:
+    """As CIFAR-10."""
+    return DistillConfig(dataset="cifar100", preset="cifar100")
+
+
+@PRESETS.register("tinyimagenet")
+def _tinyimagenet() -> DistillConfig:
+    """Tiny-ImageNet (imagefolder): the CIFAR settings; the dataset path must be given."""
+    return DistillConfig(dataset="imagefolder:tiny-imagenet-200", preset="tinyimagenet")
+
+
+@PRESETS.register("imagenet1k")
+def _imagenet1k() -> DistillConfig:
+    """ImageNet reference settings: 224 px, lr 0.25, 2000 iterations, r_bn 0.01, jitter 32, crop + flip."""
+    return DistillConfig(
+        dataset="imagefolder:imagenet", preset="imagenet1k", image_size=224, batch_groups=1,
+        optim=OptimConfig(iterations=2000, r_bn=0.01),
+        augment=AugmentConfig(jitter=32, resized_crop=True, flip=True),
+    )
+
+
+# which preset a dataset name selects when --preset is not given
+DEFAULT_PRESET = {"embedded": "embedded", "fashion-mnist": "embedded", "cifar10": "cifar10", "cifar100": "cifar100"}
+
+
+def list_presets(pattern: str = "*") -> list[str]:
+    """Sorted preset names."""
+    return PRESETS.list(pattern)
+
+
+def create_preset(name: str, **overrides: Any) -> DistillConfig:
+    """The preset ``name`` with top-level fields replaced by ``overrides`` (None values ignored).
+
+    Raises:
+        RegistryError: unknown preset.
+        ConfigError: an unknown field or an invalid value.
+    """
+    cfg = PRESETS.get(name)()
+    fields = {f.name for f in dataclasses.fields(DistillConfig)}
+    unknown = sorted(set(overrides) - fields)
+    if unknown:
+        raise ConfigError(f"unknown config field(s) {', '.join(unknown)}; valid: {', '.join(sorted(fields))}")
+    return dataclasses.replace(cfg, **{k: v for k, v in overrides.items() if v is not None})

@@ -1,0 +1,89 @@
+"""The resumable work folder of ``infer distill``: per-group results cached atomically.
+
+``DIR/.infer-work/`` holds ``run.json`` (a fingerprint of everything that determines the result)
+and one ``group-NNNNNN.npz`` per finished group (``.npy`` members, no pickle). A run that finds
+the folder with the same fingerprint skips the groups already there; since groups are computed
+in fixed chunks from per-group seeds, the resumed result is bit-identical to an uninterrupted
+one. The folder is removed once the shards and the index are written.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from infer_data.errors import ConfigError, FormatError
+
+WORK_DIRNAME = ".infer-work"
+RUN_FILE = "run.json"
+GROUP_FIELDS = ("class_ids", "compensators", "labels", "losses", "source_indices")
+
+
+class WorkDir:
+    """Cache of finished groups for one run, keyed by a JSON fingerprint.
+
+    Raises:
+        ConfigError: the folder belongs to a run with a different fingerprint.
+    """
+
+    def __init__(self, out_dir: str | os.PathLike[str], fingerprint: dict[str, Any]) -> None:
+        self.path = Path(out_dir) / WORK_DIRNAME
+        text = json.dumps(fingerprint, sort_keys=True, indent=1)
+        run = self.path / RUN_FILE
+        if run.is_file():
+            if run.read_text() != text:
+                raise ConfigError(
+                    f"{self.path} holds an interrupted run with other arguments; rerun with the same arguments "
+                    "to resume it, or delete that folder to start over"
+                )
+        else:
+            self.path.mkdir(parents=True, exist_ok=True)
+            _atomic_write(run, text.encode())
+
+    def group_file(self, g: int) -> Path:
+        """Path of group ``g``'s cache file."""
+        return self.path / f"group-{g:06d}.npz"
+
+    def has(self, g: int) -> bool:
+        """Whether group ``g`` is finished."""
+        return self.group_file(g).is_file()
+
+    def save(self, g: int, arrays: dict[str, np.ndarray]) -> None:
+        """Store group ``g`` atomically (temporary file, then rename)."""
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_STORED) as zf:
+            for name in sorted(arrays):
+                member = io.BytesIO()
+                np.lib.format.write_array(member, np.ascontiguousarray(arrays[name]), allow_pickle=False)
+                zf.writestr(zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0)), member.getvalue())
+        _atomic_write(self.group_file(g), buf.getvalue())
+
+    def load(self, g: int) -> dict[str, np.ndarray]:
+        """Group ``g``'s arrays.
+
+        Raises:
+            FormatError: a damaged cache file (delete it to recompute that group).
+        """
+        path = self.group_file(g)
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                return {name: z[name] for name in GROUP_FIELDS}
+        except (OSError, KeyError, ValueError, zipfile.BadZipFile) as exc:
+            raise FormatError(f"{path}: damaged work file ({type(exc).__name__}); delete it and rerun to recompute the group") from exc
+
+    def remove(self) -> None:
+        """Delete the work folder."""
+        shutil.rmtree(self.path, ignore_errors=True)
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
