@@ -8,7 +8,7 @@ import click
 
 
 @click.command()
-@click.argument("root", type=click.Path(file_okay=False))
+@click.argument("root")
 @click.option("--batch-size", default=256, show_default=True)
 @click.option("--workers", default="0,2", show_default=True, help="Comma-separated DataLoader worker counts.")
 @click.option("--device", default="cpu", show_default=True, help="Device of the GPU-resident loader.")
@@ -17,6 +17,9 @@ import click
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def bench(root: str, batch_size: int, workers: str, device: str, epochs: int, no_baseline: bool, as_json: bool) -> None:
     """Loader throughput of ROOT: InferDataset, DeviceLoader and the ImageFolder baseline."""
+    from infer_data.remote import resolve_root
+
+    root = str(resolve_root(root))
     from infer_data.benchmark import bench_dataset
     from infer_data.errors import ConfigError
 

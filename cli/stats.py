@@ -8,12 +8,15 @@ import click
 
 
 @click.command()
-@click.argument("root", type=click.Path(file_okay=False))
+@click.argument("root")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.option("--max-exact", default=20_000, show_default=True,
               help="Encode every instance for the reference-layout size up to this many; sample beyond.")
 def stats(root: str, as_json: bool, max_exact: int) -> None:
     """Exact stored bytes by field, the reference layout's bytes, and ratios to the original."""
+    from infer_data.remote import resolve_root
+
+    root = str(resolve_root(root))
     from infer_data.stats import compute_stats
 
     s = compute_stats(root, max_exact=max_exact)

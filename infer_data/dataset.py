@@ -23,6 +23,7 @@ from .constants import GROUP_KEY
 from .errors import ConfigError
 from .index import DatasetIndex, read_index
 from .indexing import expand
+from .remote import resolve_root
 from .reader import GroupSchema, check_shard_file, decode_group, group_members, shard_path
 
 TARGETS = ("soft", "class")
@@ -50,7 +51,9 @@ class InferDataset(Dataset[tuple[torch.Tensor, Any]]):
     :mod:`infer_data.indexing`.
 
     Args:
-        root: folder holding ``index.json`` and the shards.
+        root: folder holding ``index.json`` and the shards, or a URL prefix (``https://``,
+            ``http://``, ``file://``) under which they are published; a URL is mirrored into
+            ``cache_dir`` once (see :mod:`infer_data.remote`).
         target: ``"soft"`` (stored logits) or ``"class"`` (hard class id).
         transform: callable on the (C, H, W) float image.
         batch_transform: callable on a whole (B, C, H, W) float batch, applied in
@@ -60,6 +63,7 @@ class InferDataset(Dataset[tuple[torch.Tensor, Any]]):
         normalize: subtract the stored mean and divide by the stored std.
         verify: check each shard's sha256 as it is loaded (on by default; size is always checked).
         cache_groups: decoded groups kept for lazily decoded (JPEG) bases.
+        cache_dir: where URL datasets are mirrored (default ``$INFER_CACHE`` or ``~/.cache/infer``).
 
     Raises:
         DatasetNotFoundError: no index at ``root`` or a shard missing.
@@ -79,9 +83,11 @@ class InferDataset(Dataset[tuple[torch.Tensor, Any]]):
         normalize: bool = False,
         verify: bool = True,
         cache_groups: int = 8,
+        cache_dir: str | os.PathLike[str] | None = None,
     ) -> None:
-        self.root = Path(root)
-        self.index: DatasetIndex = read_index(root)
+        self.source = str(root)
+        self.root = resolve_root(root, cache_dir)
+        self.index: DatasetIndex = read_index(self.root)
         self.target = verify_choice(target, "target", TARGETS)
         self.transform, self.target_transform = transform, target_transform
         self.batch_transform = batch_transform
