@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -230,7 +229,7 @@ class InferDataset(Dataset[tuple[torch.Tensor, Any]]):
             f"    Root location: {self.root}",
             f"    Source: {ix.dataset.name} ({ix.dataset.num_classes} classes, image {tuple(ix.dataset.image_shape)})",
             f"    Groups: G={ix.num_groups}, K={self.k}, M={self.m}, teachers={ix.method.teachers}",
-            f"    Codecs: " + ", ".join(f"{f}={s['name']}" for f, s in ix.codecs.items()),
+            "    Codecs: " + ", ".join(f"{f}={s['name']}" for f, s in ix.codecs.items()),
             f"    Target: {self.target}, normalize={self.normalize}",
         ]
         if self.batch_transform is not None:
