@@ -62,11 +62,12 @@ def padded_crop(x: torch.Tensor, offsets: torch.Tensor, padding: int) -> torch.T
     if padding == 0:
         return x
     b, c, h, w = x.shape
-    xp = F.pad(x, (padding, padding, padding, padding))  # (B, C, H + 2p, W + 2p)
+    wp = w + 2 * padding
+    xp = F.pad(x, (padding, padding, padding, padding)).flatten(2)  # (B, C, (H + 2p) * (W + 2p))
     rows = offsets[:, 0:1] + torch.arange(h, device=x.device)  # (B, H)
     cols = offsets[:, 1:2] + torch.arange(w, device=x.device)  # (B, W)
-    xp = xp.gather(2, rows.view(b, 1, h, 1).expand(b, c, h, xp.shape[3]))  # (B, C, H, W + 2p)
-    return xp.gather(3, cols.view(b, 1, 1, w).expand(b, c, h, w))  # (B, C, H, W)
+    flat = (rows.unsqueeze(2) * wp + cols.unsqueeze(1)).view(b, 1, h * w)  # (B, 1, H * W)
+    return xp.gather(2, flat.expand(b, c, h * w)).view(b, c, h, w)  # (B, C, H, W)
 
 
 def random_crop(x: torch.Tensor, padding: int = 4, *, generator: torch.Generator) -> torch.Tensor:

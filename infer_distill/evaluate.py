@@ -125,14 +125,9 @@ def load_teachers(specs: Sequence[str], dataset: InferDataset) -> list[nn.Module
 
 def source_spec_of(dataset: InferDataset) -> str:
     """The source spec whose test split belongs to ``dataset``: the provenance's, else the index's name."""
-    prov = dataset.index.provenance
-    for key in ("source_spec", "source"):
-        value = prov.get(key)
-        if isinstance(value, str) and value:
-            return value
-    config = prov.get("config")
-    if isinstance(config, dict) and isinstance(config.get("source"), str):
-        return str(config["source"])
+    src = dataset.index.provenance.get("source")
+    if isinstance(src, dict) and isinstance(src.get("spec"), str) and src["spec"]:
+        return str(src["spec"])
     return dataset.index.dataset.name
 
 

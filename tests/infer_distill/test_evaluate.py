@@ -9,7 +9,7 @@ import torch
 from builders import make_groups, write_dataset
 from torch import nn
 
-from infer_data import ConfigError, InferDataset, RegistryError
+from infer_data import ConfigError, DatasetInfo, InferDataset, MethodInfo, RegistryError, ShardWriter
 from infer_data.loader import DeviceLoader
 from infer_distill.evaluate import (
     PRESETS,
@@ -19,6 +19,7 @@ from infer_distill.evaluate import (
     kd_loss,
     make_config,
     parse_teacher_spec,
+    source_spec_of,
     train_student,
 )
 from infer_distill.train_student import training_targets
@@ -131,3 +132,13 @@ def test_train_student_errors(ds: InferDataset, tmp_path: Path) -> None:
     root = write_dataset(tmp_path / "nolabels", make_groups(1, 4, 1, (3, 8, 8)), codecs={"labels": "none"})
     with pytest.raises(ConfigError, match=r"stores no soft labels; use labels='dynamic' with --teacher ARCH=CHECKPOINT"):
         train_student(InferDataset(root, target="class"), Split(), StudentConfig(epochs=1), student=small_net(), progress=False)
+
+
+def test_test_split_defaults_to_the_recorded_source(tmp_path: Path, ds: InferDataset) -> None:
+    info = DatasetInfo("cifar10", [f"c{i}" for i in range(4)], (3, 8, 8), [0.5] * 3, [0.25] * 3, source="/data/c10")
+    with ShardWriter(tmp_path / "p", dataset=info, method=MethodInfo(4, 2, 0, 10, ["t0", "t1"]),
+                     provenance={"source": {"name": "imagefolder", "spec": "imagefolder:/data/c10"}}) as w:
+        for rec in make_groups(1, 4, 2, (3, 8, 8)):
+            w.write_group(rec)
+    assert source_spec_of(InferDataset(tmp_path / "p")) == "imagefolder:/data/c10"
+    assert source_spec_of(ds) == "toy"  # no provenance: the dataset name in the index
