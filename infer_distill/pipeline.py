@@ -35,7 +35,19 @@ from .workdir import WorkDir
 
 logger = logging.getLogger(__name__)
 
-ProgressFn = Callable[[int, int], None]  # (groups done, groups total)
+
+
+@dataclass
+class Progress:
+    """Where a run stands; passed to the progress callback after every optimization step."""
+
+    steps_done: int  # optimization steps done (one step advances every group of a chunk)
+    steps_total: int  # steps the whole run needs: chunks * M * iterations (or chunks when M = 0)
+    groups_done: int  # groups finished and cached
+    groups_total: int  # G
+
+
+ProgressFn = Callable[[Progress], None]
 
 
 @dataclass
@@ -76,8 +88,11 @@ def fingerprint(cfg: DistillConfig, plan: Plan) -> dict[str, Any]:
             "producer": __version__, "torch": torch.__version__}
 
 
-def compute_chunk(cfg: DistillConfig, plan: Plan, groups: list[int]) -> list[dict[str, np.ndarray]]:
-    """Optimize and label the groups ``groups`` together; one array dict per group."""
+def compute_chunk(cfg: DistillConfig, plan: Plan, groups: list[int], on_step: Callable[[int], None] | None = None) -> list[dict[str, np.ndarray]]:
+    """Optimize and label the groups ``groups`` together; one array dict per group.
+
+    ``on_step`` is called after every optimization step of every teacher.
+    """
     k, (c, h, w) = plan.k, plan.source.image_shape
     idx = plan.bases[groups]  # (B, K)
     bases = plan.source.images(idx.flatten()).view(len(groups), k, c, h, w)  # (B, K, C, H, W) uint8
@@ -86,7 +101,7 @@ def compute_chunk(cfg: DistillConfig, plan: Plan, groups: list[int]) -> list[dic
     for j in range(plan.m):
         gens = [torch.Generator().manual_seed(seed_for(cfg.seed, g, j)) for g in groups]
         res = optimize_compensators(plan.teachers[j], bases, classes, gens, mean=plan.source.mean, std=plan.source.std,
-                                    optim=cfg.optim, augment=cfg.augment)
+                                    optim=cfg.optim, augment=cfg.augment, on_step=on_step)
         comps.append(res.compensators)
         losses.append(res.losses.T)  # (B, iterations)
     comp = torch.stack(comps, 1) if comps else torch.zeros(len(groups), 0, c, h, w)  # (B, M, C, H, W)
@@ -140,7 +155,7 @@ def distill(cfg: DistillConfig, out_dir: str | os.PathLike[str], *, progress: Pr
     Args:
         cfg: the whole configuration, teachers included.
         out_dir: output folder; an interrupted run's work folder inside it is resumed.
-        progress: called with (groups done, groups total) after each chunk.
+        progress: called with a :class:`Progress` after every step and every finished chunk.
 
     Returns:
         The written index.
@@ -156,18 +171,27 @@ def distill(cfg: DistillConfig, out_dir: str | os.PathLike[str], *, progress: Pr
     plan = make_plan(cfg)
     work = WorkDir(out, fingerprint(cfg, plan))
     chunks = [list(range(s, min(s + cfg.batch_groups, plan.g))) for s in range(0, plan.g, cfg.batch_groups)]
-    done = sum(len(ch) for ch in chunks if all(work.has(g) for g in ch))
-    logger.info("distilling %s: K=%d M=%d G=%d (%d groups cached)", plan.source.spec, plan.k, plan.m, plan.g, done)
-    if progress is not None:
-        progress(done, plan.g)
-    for chunk in chunks:
-        if all(work.has(g) for g in chunk):
-            continue
-        for g, arrays in zip(chunk, compute_chunk(cfg, plan, chunk)):
-            work.save(g, arrays)
-        done += len(chunk)
+    per_chunk = plan.m * cfg.optim.iterations or 1
+    cached = [all(work.has(g) for g in ch) for ch in chunks]
+    state = Progress(per_chunk * sum(cached), per_chunk * len(chunks), sum(len(ch) for ch, c in zip(chunks, cached) if c), plan.g)
+    logger.info("distilling %s: K=%d M=%d G=%d (%d groups cached)", plan.source.spec, plan.k, plan.m, plan.g, state.groups_done)
+
+    def tick(_: int) -> None:
+        state.steps_done += 1
         if progress is not None:
-            progress(done, plan.g)
+            progress(state)
+
+    if progress is not None:
+        progress(state)
+    for chunk, is_cached in zip(chunks, cached):
+        if is_cached:
+            continue
+        start = state.steps_done
+        for g, arrays in zip(chunk, compute_chunk(cfg, plan, chunk, on_step=tick)):
+            work.save(g, arrays)
+        state.steps_done, state.groups_done = start + per_chunk, state.groups_done + len(chunk)
+        if progress is not None:
+            progress(state)
     index = write_shards(cfg, plan, work, out)
     work.remove()
     return index
