@@ -41,14 +41,14 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms import v2
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from loader import IPC, M, num_groups, real_images, write_bench_dataset  # noqa: E402  (bench/loader.py)
+from loader import IPC, M, num_groups, real_images, write_bench_dataset
 
-from infer_data import InferDataset  # noqa: E402
-from infer_data.compose import normalize  # noqa: E402
-from infer_data.export import export_dataset  # noqa: E402
-from infer_data.loader import DeviceLoader  # noqa: E402
-from infer_data.mixup import mixup_batch  # noqa: E402
-from infer_data.transforms import RandomCropFlip  # noqa: E402
+from infer_data import InferDataset
+from infer_data.compose import normalize
+from infer_data.export import export_dataset
+from infer_data.loader import DeviceLoader
+from infer_data.mixup import mixup_batch
+from infer_data.transforms import RandomCropFlip
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 

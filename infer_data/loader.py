@@ -120,7 +120,9 @@ class DeviceLoader:
     Iterating yields ``(images, targets)`` (plus ``indices`` when ``return_indices``):
     images float32 (B, C, H, W), normalized; targets float32 (B, NC), MixUp-mixed stored
     logits (``targets="soft"``) or one-hot probabilities (``"class"``). Each full pass advances
-    the epoch; :meth:`set_epoch` sets it explicitly, as with ``DistributedSampler``.
+    the epoch; :meth:`set_epoch` sets it explicitly, as with ``DistributedSampler``. Only the
+    dataset's stored factors are used: its ``normalize``, ``transform`` and ``batch_transform``
+    settings do not apply here (the config's do).
 
     Args:
         data: an :class:`InferDataset` or its :class:`DeviceData`.

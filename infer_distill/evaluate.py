@@ -29,7 +29,14 @@ from infer_data.errors import ConfigError
 from infer_data.index import read_index
 from infer_data.registry import Registry
 
-from .train_student import EvalResult, StudentConfig, EvalSource, ensemble_logits, kd_loss, train_student
+from .train_student import (
+    EvalResult,
+    EvalSource,
+    StudentConfig,
+    ensemble_logits,
+    kd_loss,
+    train_student,
+)
 
 __all__ = [
     "PRESETS", "EvalResult", "Recipe", "StudentConfig", "config_for", "default_preset", "distributed", "ensemble_logits", "evaluate", "kd_loss",

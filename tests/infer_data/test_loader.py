@@ -135,7 +135,7 @@ def test_mixup_labels_are_convex_combinations_with_large_lambda(ds: InferDataset
             assert lb == pytest.approx(lam, abs=1e-4)  # one lambda per batch
             assert torch.allclose(x[b], lam * ref_x[b] + (1 - lam) * ref_x[p], atol=1e-5)  # same partner for the image
         lams.append(lam)
-    assert len(set(round(v, 4) for v in lams)) > 1  # redrawn per batch
+    assert len({round(v, 4) for v in lams}) > 1  # redrawn per batch
 
 
 def test_class_targets_are_mixed_one_hot_probabilities(ds: InferDataset) -> None:

@@ -9,7 +9,14 @@ import torch
 from builders import make_groups, write_dataset
 from torch import nn
 
-from infer_data import ConfigError, DatasetInfo, InferDataset, MethodInfo, RegistryError, ShardWriter
+from infer_data import (
+    ConfigError,
+    DatasetInfo,
+    InferDataset,
+    MethodInfo,
+    RegistryError,
+    ShardWriter,
+)
 from infer_data.loader import DeviceLoader
 from infer_distill.evaluate import (
     PRESETS,

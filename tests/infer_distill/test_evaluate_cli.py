@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from builders import make_groups, write_dataset
 from click.testing import CliRunner
-
 from infer_cli.main import main
+
 from infer_distill.teachers import create_teacher, save_teacher
 
 
