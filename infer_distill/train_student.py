@@ -146,8 +146,8 @@ def _build_student(dataset: InferDataset, config: StudentConfig, device: torch.d
     from .teachers import create_teacher
 
     c, h, _ = dataset.index.dataset.image_shape
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(config.seed)
+    with torch.random.fork_rng(devices=[]):  # seeded init without touching the caller's RNG state
+        torch.default_generator.manual_seed(config.seed)
         model = create_teacher(config.arch, dataset.index.dataset.num_classes, in_channels=c, image_size=h)
     return model.to(device)
 
@@ -228,7 +228,10 @@ def _wrap_ddp(model: nn.Module, device: torch.device) -> nn.Module:
         return model
     from torch.nn.parallel import DistributedDataParallel
 
-    return DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    if device.type != "cuda":
+        return DistributedDataParallel(model)
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    return DistributedDataParallel(model, device_ids=[index])
 
 
 def _run(student: nn.Module, loader: DeviceLoader, test_source: EvalSource, config: StudentConfig,

@@ -149,3 +149,14 @@ def test_test_split_defaults_to_the_recorded_source(tmp_path: Path, ds: InferDat
             w.write_group(rec)
     assert source_spec_of(InferDataset(tmp_path / "p")) == "imagefolder:/data/c10"
     assert source_spec_of(ds) == "toy"  # no provenance: the dataset name in the index
+
+
+def test_runs_are_reproducible_and_leave_the_global_rng_alone(ds: InferDataset) -> None:
+    config = StudentConfig(arch="convnet", epochs=2, batch_size=8, eval_every=1)
+    state = torch.get_rng_state()
+    a = train_student(ds, Split(), config, device="cpu", progress=False)
+    assert torch.equal(torch.get_rng_state(), state)
+    b = train_student(ds, Split(), config, device="cpu", progress=False)
+    assert a.history == b.history and a.top1 == b.top1
+    c = train_student(ds, Split(), StudentConfig(arch="convnet", epochs=2, batch_size=8, seed=1), device="cpu", progress=False)
+    assert c.history[0]["loss"] != a.history[0]["loss"]
