@@ -20,14 +20,14 @@ import torch.nn.functional as F
 from .errors import ConfigError
 
 AUGMENTATIONS = ("auto", "crop", "resized-crop", "flip", "none")
-SMALL_IMAGE_MAX = 32  # images up to this side use the padded crop under "auto"
+SMALL_IMAGE_MAX = 64  # images up to this side use the padded crop under "auto" (as the small-image teachers)
 
 
 def resolve_augmentation(name: str, image_size: int) -> str:
     """The augmentation ``name`` means for images of side ``image_size``.
 
-    ``"auto"`` picks ``"crop"`` (padded random crop + flip) for images of side <= 32 and
-    ``"resized-crop"`` (random resized crop + flip) for larger ones.
+    ``"auto"`` picks ``"crop"`` (padded random crop + flip) for images of side <= 64 (CIFAR,
+    Tiny-ImageNet) and ``"resized-crop"`` (random resized crop + flip) for larger ones.
 
     Raises:
         ConfigError: an unknown name.

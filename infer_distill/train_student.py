@@ -49,7 +49,7 @@ class StudentConfig:
     warmup_epochs: float = 0.0  # linear warmup before the schedule, in epochs
     temperature: float = 30.0  # T of the KL loss (30 in the reference code)
     mixup_beta: float = 1.0  # Beta(beta, beta) MixUp; 0 turns MixUp off
-    augment: str = "auto"  # see infer_data.augment: "auto" = crop+flip <= 32 px, resized crop+flip above
+    augment: str = "auto"  # see infer_data.augment: "auto" = crop+flip <= 64 px, resized crop+flip above
     padding: int = 4  # zero border of the random crop, pixels
     eval_every: int = 1  # evaluate on the test split every this many epochs (and after the last)
     eval_batch_size: int = 500  # test images per forward pass

@@ -92,7 +92,8 @@ def test_same_generator_seed_same_result() -> None:
 
 def test_resolve_augmentation() -> None:
     assert aug.resolve_augmentation("auto", 28) == "crop"
-    assert aug.resolve_augmentation("auto", 64) == "resized-crop"
+    assert aug.resolve_augmentation("auto", 64) == "crop"
+    assert aug.resolve_augmentation("auto", 65) == "resized-crop"
     assert aug.resolve_augmentation("flip", 224) == "flip"
     with pytest.raises(ConfigError, match=r"augment='rotate' is not valid; choose one of 'auto', 'crop'"):
         aug.resolve_augmentation("rotate", 32)
