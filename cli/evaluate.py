@@ -39,9 +39,12 @@ import click
 def evaluate(root: str, test_data: str | None, data_root: str | None, preset: str | None, teachers: tuple[str, ...],
              device: str | None, as_json: bool, no_progress: bool, **overrides: object) -> None:
     """Train a student on the distilled set at ROOT; report final-epoch test top-1."""
+    from infer_data.errors import ConfigError
     from infer_distill.evaluate import config_for
     from infer_distill.evaluate import evaluate as run
 
+    if teachers and overrides["labels"] != "dynamic":
+        raise ConfigError("--teacher is only used with --labels dynamic (static labels are stored); add --labels dynamic or drop --teacher")
     config = config_for(root, preset, **overrides)
     result = run(root, config, test_data=test_data, teachers=teachers, device=device, data_root=data_root,
                  progress=not no_progress)

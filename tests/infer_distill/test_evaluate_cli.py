@@ -52,6 +52,7 @@ def test_dynamic_run_with_a_teacher_checkpoint(embedded_like: Path, tmp_path: Pa
     (["--test-data", "imagefolder:/nonexistent/data"], r"Error: imagefolder:/nonexistent/data: no such folder; check the path"),
     (["--labels", "dynamic", "--teacher", "convnet"], r"Error: --teacher 'convnet': expected ARCH=CHECKPOINT"),
     (["--labels", "dynamic", "--teacher", "convnet=/nonexistent.pt"], r"Error: teacher checkpoint /nonexistent.pt does not exist"),
+    (["--teacher", "convnet=x.pt"], r"Error: --teacher is only used with --labels dynamic \(static labels are stored\)"),
     (["--preset", "cifr"], r"Error: unknown student recipe 'cifr'; known: cifar, embedded, imagenet, tinyimagenet"),
     (["--epochs", "0"], r"Error: epochs=0 must be >= 1"),
 ])
