@@ -194,13 +194,14 @@ class DeviceLoader:
     def __iter__(self) -> Iterator[tuple[torch.Tensor, ...]]:
         cfg, epoch = self.config, self.epoch
         order = self.indices(epoch).to(self.device)  # (S,)
+        coords = expand(order, self.k, self.m)  # (group, view, slot), each (S,), once per epoch
         aug_gen = torch.Generator(device=self.device).manual_seed(derive_seed(cfg.seed, epoch, self.rank + 1, 1))
         mix_gen = torch.Generator().manual_seed(derive_seed(cfg.seed, epoch, self.rank + 1, 2))
         params = self._draw_params(len(order), aug_gen)
         b = cfg.batch_size
         for s in range(len(self)):
             sl = slice(s * b, (s + 1) * b)
-            batch = self.make_batch(order[sl], {k: v[sl] for k, v in params.items()}, mix_gen)
+            batch = self._build(*(c[sl] for c in coords), {k: v[sl] for k, v in params.items()}, mix_gen)
             yield (*batch, order[sl]) if cfg.return_indices else batch
         self.epoch = epoch + 1
 
@@ -215,15 +216,14 @@ class DeviceLoader:
             params["flip"] = aug.flip_mask(n, generator=generator)  # (S,)
         return params
 
-    def make_batch(self, idx: torch.Tensor, params: dict[str, torch.Tensor],
-                   mix_gen: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Images and targets of instance indices ``idx`` (B,) with the given augmentation.
+    def _build(self, group: torch.Tensor, view: torch.Tensor, slot: torch.Tensor, params: dict[str, torch.Tensor],
+               mix_gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """Images and targets of instances (group, view, slot), each (B,), with per-sample ``params``.
 
-        ``params`` holds per-sample ``offsets`` (B, 2), ``boxes`` (B, 4) and/or ``flip`` (B,);
-        missing keys skip that step. MixUp runs when ``mix_gen`` is given and beta > 0.
+        ``params`` holds ``offsets`` (B, 2), ``boxes`` (B, 4) and/or ``flip`` (B,); a missing key
+        skips that step.
         """
         d, cfg = self.data, self.config
-        group, view, slot = expand(idx, self.k, self.m)
         x = compose(d.bases, d.compensators, group, view, slot)  # (B, C, H, W) in [0, 1]
         if "offsets" in params:
             x = aug.padded_crop(x, params["offsets"], cfg.padding)
@@ -234,7 +234,7 @@ class DeviceLoader:
         if cfg.normalize:
             x = normalize(x, d.mean, d.std)
         y = self.targets_of(group, view, slot)  # (B, NC)
-        if mix_gen is not None and cfg.mixup_beta > 0:
+        if cfg.mixup_beta > 0:
             x, y, _ = mixup_batch(x, y, beta=cfg.mixup_beta, generator=mix_gen)
         if cfg.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
