@@ -20,6 +20,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "export": ("export", "export", "Materialize instances as image files plus a labels file."),
     "preview": ("preview", "preview", "Draw one group: bases, compensators, composites."),
     "bench": ("bench", "bench", "Loader throughput against the ImageFolder baseline."),
+    "demo": ("demo", "demo", "The whole pipeline on the embedded dataset in minutes: teachers, INFER, student, baseline."),
     "distill": ("distill", "distill", "Distill a dataset with INFER: compensators + static labels -> shards (resumable)."),
     "teacher": ("teacher", "teacher", "Train teacher checkpoints (`infer teacher train`)."),
     "evaluate": ("evaluate", "evaluate", "Train a student on a distilled set; report real test top-1 (static or dynamic labels)."),

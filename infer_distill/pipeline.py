@@ -126,6 +126,8 @@ def provenance(cfg: DistillConfig, plan: Plan) -> dict[str, Any]:
         "config": cfg.to_dict(),
         "seed": cfg.seed,
         "source": {"name": plan.source.name, "spec": plan.source.spec, "split": "train", "size": len(plan.source)},
+        "source_size": {"images": len(plan.source), "bytes": len(plan.source) * int(np.prod(plan.source.image_shape)),
+                        "note": "raw uint8 bytes of the source's train split at the stored image shape"},
         "teachers": [{"arch": t.arch, "checkpoint": os.path.basename(t.checkpoint), "sha256": s, "role": "compensator+label" if plan.m else "label"}
                      for t, s in zip(cfg.teachers, plan.teacher_hashes)],
         "bases": "meta.json source_indices index the source's train split; class k of group g is base k",

@@ -21,6 +21,7 @@ from ._registry import TeacherBuilder as TeacherBuilder
 from ._registry import check_arch_args as check_arch_args
 from ._registry import register_teacher as register_teacher
 from ._registry import resolve_weights as resolve_weights
+from . import cifar_resnet as cifar_resnet  # noqa: F401  (registers "resnet20")
 from . import convnet as convnet  # noqa: F401  (registers "convnet")
 from . import torchvision_nets as torchvision_nets  # noqa: F401  (registers the torchvision ones)
 from .checkpoint import load_teacher as load_teacher
