@@ -80,6 +80,19 @@ class DeviceData:
     std: torch.Tensor  # float32 (C,)
     num_classes: int  # NC
 
+    def __post_init__(self) -> None:
+        b, c, lab = self.bases, self.compensators, self.labels
+        if b.dtype != torch.uint8 or b.dim() != 5:
+            raise ConfigError(f"DeviceData bases must be uint8 (G, K, C, H, W), got {b.dtype} {tuple(b.shape)}")
+        if c.dim() != 5 or c.shape[0] != b.shape[0] or c.shape[2:] != b.shape[2:]:
+            raise ConfigError(f"DeviceData compensators {tuple(c.shape)} do not fit bases {tuple(b.shape)}; need (G, M, C, H, W)")
+        rows = b.shape[1] * (c.shape[1] + 1)
+        if lab is not None and tuple(lab.shape) != (b.shape[0], rows, self.num_classes):
+            raise ConfigError(f"DeviceData labels {tuple(lab.shape)} do not fit: need (G, K * (M + 1), NC) = "
+                              f"{(b.shape[0], rows, self.num_classes)}")
+        if tuple(self.class_ids.shape) != tuple(b.shape[:2]):
+            raise ConfigError(f"DeviceData class_ids {tuple(self.class_ids.shape)} do not fit: need (G, K) = {tuple(b.shape[:2])}")
+
     @classmethod
     def from_dataset(cls, dataset: InferDataset) -> DeviceData:
         """The factors of an :class:`InferDataset` (lossy bases are decoded once)."""

@@ -169,3 +169,18 @@ def test_errors(ds: InferDataset, tmp_path: Path) -> None:
     root = write_dataset(tmp_path / "nolabels", make_groups(1, 3, 1, (1, 8, 8)), codecs={"labels": "none"})
     with pytest.raises(ConfigError, match=r"targets='soft' but the dataset stores no soft labels; use targets='class'"):
         DeviceLoader(DeviceData.from_dataset(InferDataset(root, target="class")))
+
+
+def test_raw_tensors_are_checked(ds: InferDataset) -> None:
+    d = DeviceData.from_dataset(ds)
+    x, _ = next(iter(DeviceLoader(DeviceData(d.bases, d.compensators, d.labels, d.class_ids, d.mean, d.std, 4),
+                                  batch_size=4, augment="none", mixup_beta=0, shuffle=False)))
+    assert torch.allclose(x, ds.compose_batch(torch.arange(4))[0])
+    with pytest.raises(ConfigError, match=r"DeviceData bases must be uint8 \(G, K, C, H, W\), got torch.float32"):
+        DeviceData(d.bases.float(), d.compensators, d.labels, d.class_ids, d.mean, d.std, 4)
+    with pytest.raises(ConfigError, match=r"DeviceData compensators \(3, 2, 3, 4, 4\) do not fit bases"):
+        DeviceData(d.bases, d.compensators[..., :4, :4], d.labels, d.class_ids, d.mean, d.std, 4)
+    with pytest.raises(ConfigError, match=r"DeviceData labels \(3, 12, 4\) do not fit: need \(G, K \* \(M \+ 1\), NC\) = \(3, 12, 5\)"):
+        DeviceData(d.bases, d.compensators, d.labels, d.class_ids, d.mean, d.std, 5)
+    with pytest.raises(ConfigError, match=r"DeviceData class_ids \(3, 3\) do not fit: need \(G, K\) = \(3, 4\)"):
+        DeviceData(d.bases, d.compensators, d.labels, d.class_ids[:, :3], d.mean, d.std, 4)
