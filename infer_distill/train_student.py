@@ -173,6 +173,11 @@ def _check_compatible(dataset: InferDataset, test_source: EvalSource, teachers: 
     if len(test_source.classes) != nc:
         raise ConfigError(f"test data has {len(test_source.classes)} classes but the distilled set {dataset.root} has {nc}; "
                           "pass the test split of the dataset it was distilled from")
+    c = dataset.index.dataset.image_shape[0]
+    got = int(test_source.images(torch.zeros(1, dtype=torch.int64)).shape[1]) if len(test_source) else c
+    if got != c:
+        raise ConfigError(f"test data images have {got} channel(s) but the distilled set {dataset.root} has {c}; "
+                          "pass the test split of the dataset it was distilled from")
     if config.labels == "dynamic" and not teachers:
         raise ConfigError("labels='dynamic' needs teacher networks to relabel each batch; pass --teacher ARCH=CHECKPOINT (one or more)")
     if config.labels == "static" and dataset.labels is None:

@@ -134,6 +134,8 @@ def test_static_training_fits_the_stored_labels(ds: InferDataset) -> None:
 def test_train_student_errors(ds: InferDataset, tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"test data has 3 classes but the distilled set .* has 4; pass the test split"):
         train_student(ds, Split(nc=3), StudentConfig(epochs=1), student=small_net(), progress=False)
+    with pytest.raises(ConfigError, match=r"test data images have 1 channel\(s\) but the distilled set .* has 3; pass the test split"):
+        train_student(ds, Split(chw=(1, 8, 8)), StudentConfig(epochs=1), student=small_net(), progress=False)
     with pytest.raises(ConfigError, match=r"labels='dynamic' needs teacher networks to relabel each batch; pass --teacher"):
         train_student(ds, Split(), StudentConfig(epochs=1, labels="dynamic"), student=small_net(), progress=False)
     root = write_dataset(tmp_path / "nolabels", make_groups(1, 4, 1, (3, 8, 8)), codecs={"labels": "none"})
