@@ -17,13 +17,13 @@ def compose(bases: torch.Tensor, comps: torch.Tensor, group: torch.Tensor, view:
     Returns:
         float32 (B, C, H, W) in [0, 1], on the device of ``bases``.
     """
-    x = bases[group, slot].to(torch.float32).div_(255.0)  # (B, C, H, W)
-    if comps.shape[1] == 0:
+    k, m = bases.shape[1], comps.shape[1]
+    x = bases.flatten(0, 1).index_select(0, group * k + slot).to(torch.float32).div_(255.0)  # (B, C, H, W)
+    if m == 0:
         return x
-    has = view > 0  # (B,)
-    u = comps[group, (view - 1).clamp_(min=0)].to(torch.float32)  # (B, C, H, W)
-    u.mul_(has.view(-1, 1, 1, 1).to(u.dtype))
-    return x.add_(u).clamp_(0.0, 1.0)
+    u = comps.flatten(0, 1).index_select(0, group * m + (view - 1).clamp(min=0))  # (B, C, H, W)
+    x.addcmul_(u.to(torch.float32), (view > 0).to(torch.float32).view(-1, 1, 1, 1))
+    return x.clamp_(0.0, 1.0)
 
 
 def normalize(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:

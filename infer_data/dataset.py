@@ -55,9 +55,11 @@ class InferDataset(Dataset[tuple[torch.Tensor, Any]]):
             ``cache_dir`` once (see :mod:`infer_data.remote`).
         target: ``"soft"`` (stored logits) or ``"class"`` (hard class id).
         transform: callable on the (C, H, W) float image.
-        batch_transform: callable on a whole (B, C, H, W) float batch, applied in
-            ``__getitems__`` (and to single items as a batch of one) before ``transform``;
-            e.g. :class:`infer_data.transforms.RandomCropFlip` for vectorized augmentation.
+        batch_transform: callable on a whole (B, C, H, W) float batch in [0, 1], applied in
+            ``__getitems__`` (and to single items as a batch of one) before normalization and
+            ``transform``; e.g. :class:`infer_data.transforms.RandomCropFlip` for vectorized
+            augmentation (its zero padding is black, as torchvision's RandomCrop before
+            ToTensor/Normalize).
         target_transform: callable on the target.
         normalize: subtract the stored mean and divide by the stored std.
         verify: check each shard's sha256 as it is loaded (on by default; size is always checked).
@@ -176,12 +178,17 @@ class InferDataset(Dataset[tuple[torch.Tensor, Any]]):
         return torch.stack([self.group_bases(g) for g in range(self.index.num_groups)])
 
     def compose_batch(self, indices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Images and targets of a batch of flat indices, without ``transform``.
+        """Images and targets of a batch of flat indices, without the transforms.
 
         Returns:
             float32 (B, C, H, W) images (normalized if asked) and the targets: float32
             (B, NC) logits for ``target="soft"``, int64 (B,) class ids for ``"class"``.
         """
+        x, t = self._compose_raw(indices)
+        return (normalize(x, self.mean, self.std) if self.normalize else x), t
+
+    def _compose_raw(self, indices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Un-normalized [0, 1] images (B, C, H, W) and targets of flat indices."""
         group, view, slot = expand(indices, self.k, self.m)
         if self.bases is not None:
             x = compose(self.bases, self.compensators, group, view, slot)
@@ -191,8 +198,6 @@ class InferDataset(Dataset[tuple[torch.Tensor, Any]]):
             remap = torch.zeros(int(group.max()) + 1, dtype=torch.int64)
             remap[torch.tensor(uniq)] = torch.arange(len(uniq))
             x = compose(stack, self.compensators[torch.tensor(uniq)], remap[group], view, slot)
-        if self.normalize:
-            x = normalize(x, self.mean, self.std)
         if self.target == "soft":
             t = self.labels[group, view * self.k + slot].to(torch.float32)  # type: ignore[index]
         else:
@@ -200,17 +205,20 @@ class InferDataset(Dataset[tuple[torch.Tensor, Any]]):
         return x, t
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, Any]:
-        x, t = self.compose_batch(torch.tensor([self._check(int(i))]))
-        if self.batch_transform is not None:
-            x = self.batch_transform(x)
-        return self._finish(x[0], t[0])
+        return self.__getitems__([i])[0]
 
     def __getitems__(self, indices: Sequence[int]) -> list[tuple[torch.Tensor, Any]]:
-        """Batched access used by ``DataLoader``: one vectorized composite per batch."""
+        """Batched access used by ``DataLoader``: one vectorized composite per batch.
+
+        Order per batch: compose in [0, 1], ``batch_transform``, normalize, then per sample
+        ``transform`` and ``target_transform``.
+        """
         idx = torch.tensor([self._check(int(i)) for i in indices], dtype=torch.int64)
-        x, t = self.compose_batch(idx)
+        x, t = self._compose_raw(idx)
         if self.batch_transform is not None:
             x = self.batch_transform(x)
+        if self.normalize:
+            x = normalize(x, self.mean, self.std)
         return [self._finish(x[b], t[b]) for b in range(len(idx))]
 
     def _finish(self, x: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, Any]:

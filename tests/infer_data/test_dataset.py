@@ -127,3 +127,15 @@ def test_batch_transform_in_workers_draws_new_crops_each_epoch(tiny_dir: Path) -
     runs = [torch.cat([x for x, _ in loader]) for _ in range(2)]
     assert runs[0].shape == (36, 3, 8, 8)
     assert not torch.equal(runs[0], runs[1])  # a new epoch draws new worker seeds
+
+
+def test_batch_transform_runs_before_normalization_so_padding_is_black(tiny_dir: Path) -> None:
+    from infer_data.transforms import RandomCropFlip
+
+    plain = InferDataset(tiny_dir)
+    ds = InferDataset(tiny_dir, normalize=True, batch_transform=RandomCropFlip(padding=8, p=0.0, seed=3))
+    for i, (x, _) in enumerate(ds.__getitems__(list(range(12)))):
+        raw = x * 0.25 + 0.5  # undo the stored mean 0.5 / std 0.25
+        src = torch.nn.functional.pad(plain[i][0], (8, 8, 8, 8))  # black border
+        windows = [src[:, dy:dy + 8, dx:dx + 8] for dy in range(17) for dx in range(17)]
+        assert min(float((raw - w).abs().max()) for w in windows) < 1e-5
