@@ -52,6 +52,7 @@ class DemoRow:
     instances: int
     stored_bytes: int
     bytes_ratio: float  # stored bytes / raw bytes of the embedded train split
+    reference_bytes: int  # the reference code's layout: one JPEG q75 per instance + fp32 label per instance
     images_ratio: float  # stored images / images of the embedded train split
     top1: float  # student test top-1, percent, final epoch
     seconds: float  # distill + student wall time
@@ -75,7 +76,8 @@ def _teachers(cfg: DemoConfig, out: Path, say: Callable[[str], None]) -> list[di
         path = out / "teachers" / f"{arch}.pt"
         start = time.perf_counter()
         if path.is_file():
-            meta = torch.load(path, map_location="cpu", weights_only=True)["meta"]
+            meta = torch.load(path, map_location="cpu", weights_only=True).get("meta", {})
+            meta.setdefault("test_top1", float("nan"))
             say(f"teacher {arch}: reusing {path} (test top-1 {meta['test_top1']:.2f}%)")
         else:
             say(f"teacher {arch}: training {epochs} epochs on the embedded train split ...")
@@ -97,20 +99,20 @@ def _distill(cfg: DemoConfig, teachers: list[dict[str, Any]], root: Path, *, com
 
 
 def _row(name: str, root: Path, cfg: DemoConfig, started: float) -> DemoRow:
-    from infer_data.stats import stored_bytes
+    from infer_data import InferDataset
+    from infer_data.stats import materialized_bytes, stored_bytes
 
     from .evaluate import evaluate, make_config
 
     result = evaluate(root, make_config("embedded", epochs=cfg.student_epochs, seed=cfg.seed, eval_every=cfg.student_epochs),
                       test_data="embedded", device="cpu", progress=False)
-    from infer_data import read_index
-
-    index = read_index(root)
+    ds = InferDataset(root, target="class")
+    index = ds.index
     src = index.provenance["source_size"]
     images = index.num_groups * (index.method.k + index.method.m)
     total = stored_bytes(root).total
-    return DemoRow(name, str(root), images, index.num_instances, total, total / src["bytes"], images / src["images"],
-                   result.top1, time.perf_counter() - started)
+    return DemoRow(name, str(root), images, index.num_instances, total, total / src["bytes"], materialized_bytes(ds).total,
+                   images / src["images"], result.top1, time.perf_counter() - started)
 
 
 def run_demo(out_dir: str | Path, cfg: DemoConfig | None = None, *, say: Callable[[str], None] = logger.info,

@@ -141,7 +141,7 @@ def write_shards(cfg: DistillConfig, plan: Plan, work: WorkDir, out: Path) -> Da
     info = DatasetInfo(src.name, list(src.classes), src.image_shape, list(src.mean), list(src.std), source=src.spec)
     names = [t.arch for t in cfg.teachers][: plan.m]
     method = MethodInfo(plan.k, plan.m, 0, cfg.ipc, names, seed=cfg.seed, producer=f"infer_distill {__version__}")
-    with ShardWriter(out, dataset=info, method=method, provenance=provenance(cfg, plan)) as writer:
+    with ShardWriter(out, dataset=info, method=method, codecs=dict(cfg.codecs), provenance=provenance(cfg, plan)) as writer:
         for g in range(plan.g):
             a = work.load(g)
             bases = src.images(torch.from_numpy(a["source_indices"])).numpy()  # (K, C, H, W) uint8

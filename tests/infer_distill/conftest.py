@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -25,3 +26,9 @@ def embedded_teachers(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Pat
     """Two convnet checkpoints for the embedded dataset (1 x 28 x 28, 10 classes)."""
     root = tmp_path_factory.mktemp("teachers")
     return {"a": make_checkpoint(root / "a.pt", "convnet", seed=1), "b": make_checkpoint(root / "b.pt", "convnet", seed=2)}
+
+
+@pytest.fixture
+def teacher_checkpoint() -> Callable[..., Path]:
+    """The :func:`make_checkpoint` helper, as a fixture."""
+    return make_checkpoint

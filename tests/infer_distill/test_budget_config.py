@@ -71,5 +71,10 @@ def test_config_roundtrip_and_validation() -> None:
     assert TeacherSpec.parse("resnet18=x/y.pt") == TeacherSpec("resnet18", "x/y.pt")
     with pytest.raises(ConfigError, match="optim: need lr > 0"):
         OptimConfig(lr=0)
+    assert create_preset("embedded").codecs == {"base": "npy"} and create_preset("cifar10", label_codec="topk").codecs == {"labels": "topk"}
+    with pytest.raises(ConfigError, match="--base-codec 'webp' is not a base codec; choose one of jpeg, npy, png"):
+        create_preset("cifar10", base_codec="webp")
+    with pytest.raises(ConfigError, match="--label-codec 'fp8' is not a labels codec"):
+        create_preset("cifar10", label_codec="fp8")
     with pytest.raises(ConfigError, match="unexpected keyword argument 'bogus'"):
         DistillConfig.from_dict({"bogus": 1})
