@@ -30,7 +30,7 @@ from .compensators import freeze, optimize_compensators
 from .config import DistillConfig
 from .labels import static_labels
 from .sources import Source, create_source
-from .teachers import load_teacher, teacher_sha256
+from .teachers import open_teacher
 from .workdir import WorkDir
 
 logger = logging.getLogger(__name__)
@@ -60,7 +60,7 @@ class Plan:
     m: int
     g: int
     bases: torch.Tensor  # int64 (G, K) source indices
-    teacher_hashes: list[str]
+    teacher_info: list[dict[str, str]]  # per teacher: sha256 of its weights (+ torchvision weights name and url)
 
 
 def make_plan(cfg: DistillConfig) -> Plan:
@@ -75,16 +75,15 @@ def make_plan(cfg: DistillConfig) -> Plan:
     source = create_source(cfg.dataset, "train", data_root=cfg.data_root, image_size=cfg.image_size)
     c, h, _ = source.image_shape
     k = len(source.classes)
-    teachers = [freeze(load_teacher(t.arch, t.checkpoint, num_classes=k, in_channels=c, image_size=h)) for t in cfg.teachers]
-    m = cfg.m
-    g = num_groups(cfg.ipc, k, m)
+    g = num_groups(cfg.ipc, k, cfg.m)
+    opened = [open_teacher(t.arch, t.checkpoint, num_classes=k, in_channels=c, image_size=h) for t in cfg.teachers]
     bases = select_bases(source.targets, k, g, seed=cfg.seed)
-    return Plan(source, teachers, k, m, g, bases, [teacher_sha256(t.checkpoint) for t in cfg.teachers])
+    return Plan(source, [freeze(net) for net, _ in opened], k, cfg.m, g, bases, [info for _, info in opened])
 
 
 def fingerprint(cfg: DistillConfig, plan: Plan) -> dict[str, Any]:
     """Everything that determines the bytes of the result."""
-    return {"config": cfg.to_dict(), "teacher_sha256": plan.teacher_hashes, "source": plan.source.spec,
+    return {"config": cfg.to_dict(), "teacher_sha256": [t["sha256"] for t in plan.teacher_info], "source": plan.source.spec,
             "producer": __version__, "torch": torch.__version__}
 
 
@@ -128,8 +127,8 @@ def provenance(cfg: DistillConfig, plan: Plan) -> dict[str, Any]:
         "source": {"name": plan.source.name, "spec": plan.source.spec, "split": "train", "size": len(plan.source)},
         "source_size": {"images": len(plan.source), "bytes": len(plan.source) * int(np.prod(plan.source.image_shape)),
                         "note": "raw uint8 bytes of the source's train split at the stored image shape"},
-        "teachers": [{"arch": t.arch, "checkpoint": os.path.basename(t.checkpoint), "sha256": s, "role": "compensator+label" if plan.m else "label"}
-                     for t, s in zip(cfg.teachers, plan.teacher_hashes)],
+        "teachers": [{"arch": t.arch, "checkpoint": os.path.basename(t.checkpoint), **info, "role": "compensator+label" if plan.m else "label"}
+                     for t, info in zip(cfg.teachers, plan.teacher_info)],
         "bases": "meta.json source_indices index the source's train split; class k of group g is base k",
         "labels": "mean raw logits of all teachers on each un-augmented instance, row = view * K + slot",
     }

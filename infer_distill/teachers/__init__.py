@@ -13,7 +13,11 @@ Checkpoints are plain dicts saved with :func:`torch.save` and loaded with ``weig
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from torch import nn
+
+from infer_data.errors import ConfigError
 
 from ._registry import SMALL_IMAGE_MAX as SMALL_IMAGE_MAX
 from ._registry import TEACHERS as TEACHERS
@@ -30,7 +34,7 @@ from .checkpoint import teacher_sha256 as teacher_sha256
 
 __all__ = [
     "SMALL_IMAGE_MAX", "TEACHERS", "TeacherBuilder", "check_arch_args", "create_teacher", "is_teacher",
-    "list_teachers", "load_teacher", "register_teacher", "resolve_weights", "save_teacher", "teacher_sha256",
+    "list_teachers", "load_teacher", "open_teacher", "weights_cache_dir", "register_teacher", "resolve_weights", "save_teacher", "teacher_sha256",
 ]
 
 
@@ -76,6 +80,45 @@ def create_teacher(
         return builder(num_classes, in_channels=in_channels, image_size=image_size)
     enum = resolve_weights(arch, weights, num_classes=num_classes, in_channels=in_channels, image_size=image_size)
     model = builder(num_classes, in_channels=in_channels, image_size=image_size)
-    model.load_state_dict(enum.get_state_dict(progress=False, check_hash=True))
+    try:
+        state = enum.get_state_dict(progress=False, check_hash=True)
+    except Exception as exc:  # no network, a damaged cache file: torchvision raises many types
+        raise ConfigError(
+            f"teacher {arch}: cannot load torchvision weights {weights} ({type(exc).__name__}); without network access put "
+            f"{enum.url.rsplit('/', 1)[-1]} into {weights_cache_dir()} or pass a checkpoint file"
+        ) from exc
+    model.load_state_dict(state)
     return model
+
+
+def weights_cache_dir() -> str:
+    """Where torchvision looks for downloaded weights ($TORCH_HOME/hub/checkpoints)."""
+    import torch.hub
+
+    return f"{torch.hub.get_dir()}/checkpoints"
+
+
+def open_teacher(arch: str, source: str, *, num_classes: int, in_channels: int, image_size: int) -> tuple[nn.Module, dict[str, str]]:
+    """A frozen eval-mode teacher from a checkpoint file or a torchvision weights name.
+
+    Args:
+        source: a checkpoint path, or a weights name such as ``IMAGENET1K_V1`` when no file of
+            that name exists.
+
+    Returns:
+        ``(model, provenance)`` where provenance holds ``sha256`` of the weight file (the cached
+        torchvision file for named weights) and, for named weights, ``weights`` and ``url``.
+
+    Raises:
+        ConfigError: a bad checkpoint or unknown weights.
+    """
+    if Path(source).is_file() or not source.replace("_", "").isalnum():
+        model = load_teacher(arch, source, num_classes=num_classes, in_channels=in_channels, image_size=image_size)
+        return model, {"sha256": teacher_sha256(source)}
+    model = create_teacher(arch, num_classes, in_channels=in_channels, image_size=image_size, weights=source).eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    member = resolve_weights(arch, source, num_classes=num_classes, in_channels=in_channels, image_size=image_size)
+    cached = Path(weights_cache_dir()) / member.url.rsplit("/", 1)[-1]
+    return model, {"sha256": teacher_sha256(cached), "weights": str(member), "url": member.url}
 

@@ -87,3 +87,22 @@ def test_checkpoint_of_another_architecture_is_a_one_line_error(tmp_path: Path) 
     junk.write_bytes(b"not a checkpoint")
     with pytest.raises(ConfigError, match=r"junk\.pt cannot be read safely"):
         load_teacher("convnet", junk, num_classes=4, in_channels=3, image_size=16)
+
+
+def test_named_weights_load_from_torchvisions_cache_without_network(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from infer_distill.teachers import open_teacher, weights_cache_dir
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    cache = Path(weights_cache_dir())
+    cache.mkdir(parents=True)
+    (cache / "shufflenetv2_x1-5666bf0f80.pth").write_bytes(b"damaged")
+    with pytest.raises(ConfigError, match=r"cannot load torchvision weights IMAGENET1K_V1 .*put shufflenetv2_x1-5666bf0f80\.pth into"):
+        open_teacher("shufflenet_v2", "IMAGENET1K_V1", num_classes=1000, in_channels=3, image_size=224)
+    torch.manual_seed(0)
+    reference = create_teacher("shufflenet_v2", 1000, image_size=224)
+    torch.save(reference.state_dict(), cache / "shufflenetv2_x1-5666bf0f80.pth")
+    model, info = open_teacher("shufflenet_v2", "IMAGENET1K_V1", num_classes=1000, in_channels=3, image_size=224)
+    assert not model.training and not any(p.requires_grad for p in model.parameters())
+    assert torch.equal(model.conv1[0].weight, reference.conv1[0].weight)
+    assert info["weights"] == "ShuffleNet_V2_X1_0_Weights.IMAGENET1K_V1" and info["url"].endswith("shufflenetv2_x1-5666bf0f80.pth")
+    assert len(info["sha256"]) == 64
