@@ -30,7 +30,10 @@ class BNStatistics:
         x = inputs[0]  # (G*K, C, H, W)
         b, c = x.shape[:2]
         xg = x.reshape(self.groups, b // self.groups, c, -1)  # (G, K, C, H*W)
-        var, mean = torch.var_mean(xg, dim=(1, 3), correction=0)  # (G, C) each
+        # E[x] and E[x^2] reduced over the contiguous H*W axis first: about 2x faster on CPU than
+        # var_mean over (K, H*W), forward and backward; fp32 cancellation stays far below the loss scale
+        mean = xg.mean(dim=3).mean(dim=1)  # (G, C)
+        var = ((xg * xg).mean(dim=3).mean(dim=1) - mean * mean).clamp_min(0.0)  # (G, C), biased
         self.records.append((module, mean, var))  # type: ignore[arg-type]
 
     def loss(self, first_multiplier: float = 10.0) -> torch.Tensor:
