@@ -174,37 +174,48 @@ class BaseNpy(_NpyCodec):
 
 @dataclass
 class _ImageCodec:
-    """One image file per base slot: ``base.{k:05d}.{ext}``."""
+    """All K base images of a group in one image file ``base.{ext}``, stacked vertically.
+
+    Slot k occupies rows ``k * T`` to ``k * T + H`` of a ``K * T`` x W image, where the tile
+    height T is H rounded up to ``tile_multiple`` (rows below H repeat the last row), so a
+    block-based lossy codec never mixes two images in one block.
+    """
 
     ext = ""
+    tile_multiple = 1
 
     def member_names(self, shape: tuple[int, ...]) -> list[str]:
-        return [f"base.{k:05d}.{self.ext}" for k in range(shape[0])]
+        return [f"base.{self.ext}"]
+
+    def tile_height(self, h: int) -> int:
+        """Rows per slot in the stacked image."""
+        return -(-h // self.tile_multiple) * self.tile_multiple
 
     def max_member_bytes(self, suffix: str, shape: tuple[int, ...]) -> int:
-        c, h, w = shape[1:]
-        return 2 * c * h * w + 65536
+        k, c, h, w = shape
+        return 2 * k * c * self.tile_height(h) * w + 65536
 
     def encode(self, arr: np.ndarray) -> Members:
         from PIL import Image
 
-        out: Members = {}
-        for k, img in enumerate(arr):
-            hwc = np.ascontiguousarray(img.transpose(1, 2, 0))
-            pil = Image.fromarray(hwc[:, :, 0] if hwc.shape[2] == 1 else hwc, mode="L" if hwc.shape[2] == 1 else "RGB")
-            buf = io.BytesIO()
-            self._save(pil, buf)
-            out[f"base.{k:05d}.{self.ext}"] = buf.getvalue()
-        return out
+        k, c, h, w = arr.shape
+        t = self.tile_height(h)
+        tiles = np.concatenate([arr, np.repeat(arr[:, :, -1:], t - h, axis=2)], axis=2) if t > h else arr  # (K, C, T, W)
+        hwc = np.ascontiguousarray(tiles.transpose(0, 2, 3, 1).reshape(k * t, w, c))  # (K*T, W, C)
+        pil = Image.fromarray(hwc[:, :, 0] if c == 1 else hwc, mode="L" if c == 1 else "RGB")
+        buf = io.BytesIO()
+        self._save(pil, buf)
+        return {f"base.{self.ext}": buf.getvalue()}
 
     def _save(self, pil: Any, buf: io.BytesIO) -> None:
         raise NotImplementedError
 
     def decode(self, members: Members, shape: tuple[int, ...], where: str) -> np.ndarray:
-        out = np.empty(shape, dtype=np.uint8)
-        for k, suffix in enumerate(self.member_names(shape)):
-            out[k] = decode_image(_take(members, suffix, where), shape[1:], f"{where} member '{suffix}'")
-        return out
+        k, c, h, w = shape
+        t = self.tile_height(h)
+        suffix = f"base.{self.ext}"
+        chw = decode_image(_take(members, suffix, where), (c, k * t, w), f"{where} member '{suffix}'")  # (C, K*T, W)
+        return np.array(chw.reshape(c, k, t, w)[:, :, :h].transpose(1, 0, 2, 3), order="C")  # (K, C, H, W), owned
 
 
 def decode_image(data: bytes, chw: tuple[int, ...], where: str) -> np.ndarray:
@@ -217,6 +228,8 @@ def decode_image(data: bytes, chw: tuple[int, ...], where: str) -> np.ndarray:
     from PIL import Image, UnidentifiedImageError
 
     c, h, w = chw
+    if Image.MAX_IMAGE_PIXELS is not None and h * w >= Image.MAX_IMAGE_PIXELS:
+        Image.MAX_IMAGE_PIXELS = h * w + 1  # the declared size is the bound; checked below
     try:
         with Image.open(io.BytesIO(data)) as pil:
             if pil.size != (w, h):
@@ -233,7 +246,7 @@ def decode_image(data: bytes, chw: tuple[int, ...], where: str) -> np.ndarray:
 @CODECS.register("base/png")
 @dataclass
 class BasePng(_ImageCodec):
-    """Lossless: one 8-bit PNG per base image (grayscale or RGB)."""
+    """Lossless: one 8-bit PNG (grayscale or RGB) holding the group's K images stacked vertically."""
 
     compress_level: int = 9
     ext = "png"
@@ -248,10 +261,11 @@ class BasePng(_ImageCodec):
 @CODECS.register("base/jpeg")
 @dataclass
 class BaseJpeg(_ImageCodec):
-    """Lossy: one baseline JPEG per base image at ``quality`` (1..100)."""
+    """Lossy: one baseline JPEG at ``quality`` (1..100), the K images stacked in 16-row-aligned tiles."""
 
     quality: int = 90
     ext = "jpg"
+    tile_multiple = 16
 
     def __post_init__(self) -> None:
         if not 1 <= int(self.quality) <= 100:

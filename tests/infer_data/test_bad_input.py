@@ -66,7 +66,7 @@ def test_flipped_byte_without_verify_is_still_caught_by_zstd(tiny_dir: Path) -> 
     data = bytearray(path.read_bytes())
     data[560] ^= 0xFF  # inside the first member's PNG data (after its 512-byte tar header)
     path.write_bytes(bytes(data))
-    with pytest.raises((CodecError, FormatError), match=r"shard-000000\.tar group g000000 member 'base\.00000\.png'"):
+    with pytest.raises((CodecError, FormatError), match=r"shard-000000\.tar group g000000 member 'base\.png': cannot decode image"):
         InferDataset(tiny_dir, verify=False)
 
 
@@ -115,7 +115,7 @@ def test_unknown_format_version(tiny_dir: Path) -> None:
 
 def test_shapes_that_disagree_with_the_index(tiny_dir: Path) -> None:
     _edit_index(tiny_dir, lambda o: o["dataset"].update(image_shape=[3, 8, 6]))
-    with pytest.raises(FormatError, match=r"member 'base\.00000\.png': image is 8x8, the index declares 6x8"):
+    with pytest.raises(FormatError, match=r"member 'base\.png': image is 8x32, the index declares 6x32"):
         InferDataset(tiny_dir)
 
 

@@ -77,3 +77,26 @@ def test_decode_rejects_wrong_shape_and_oversized_zstd() -> None:
     big = codec.encode(np.zeros((2, 1, 64, 64), np.float32))  # decompresses far beyond a 4x4 bound
     with pytest.raises(CodecError, match="decompresses to more than the .* bytes its declared shape allows"):
         codec.decode(big, (2, 1, 4, 4), "g")
+
+
+@pytest.mark.parametrize("h", [28, 32, 7])
+def test_jpeg_tiles_are_row_aligned_so_images_do_not_bleed(h: int) -> None:
+    bases = np.zeros((3, 1, h, 12), np.uint8)
+    bases[1] = 255  # a white image between two black ones
+    codec = create_codec("base", {"name": "jpeg", "quality": 90})
+    out = codec.decode(codec.encode(bases), bases.shape, "t")
+    assert codec.tile_height(h) % 16 == 0
+    assert np.abs(out[0].astype(int)).max() <= 3 and np.abs(out[2].astype(int)).max() <= 3
+    assert np.abs(out[1].astype(int) - 255).max() <= 3
+
+
+def test_png_holds_a_group_in_one_member() -> None:
+    bases = RNG.integers(0, 256, (5, 3, 6, 4), dtype=np.uint8)
+    codec = create_codec("base", "png")
+    members = codec.encode(bases)
+    assert list(members) == ["base.png"]
+    from PIL import Image
+    import io
+
+    with Image.open(io.BytesIO(members["base.png"])) as im:
+        assert im.size == (4, 30) and im.mode == "RGB"
