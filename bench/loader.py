@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -67,14 +68,23 @@ def real_images(folder: Path | None, k: int, per_class: int, seed: int) -> np.nd
     return out
 
 
-def write_bench_dataset(root: Path, images: np.ndarray, seed: int) -> None:
+CODEC_SETS = {
+    "default (png, fp16, fp16)": None,
+    "npy+zstd bases": {"base": "npy"},
+    "jpeg q90, int8": {"base": {"name": "jpeg", "quality": 90}, "compensators": "int8"},
+    "jpeg q75, int8, top-5": {"base": {"name": "jpeg", "quality": 75}, "compensators": "int8",
+                              "labels": {"name": "topk", "k": 5}},
+}
+
+
+def write_bench_dataset(root: Path, images: np.ndarray, seed: int, codecs: dict | None = None) -> None:
     """G groups of K real bases, M smooth compensators (std ~0.03) and random logits."""
     k, per_class = images.shape[:2]
     g_total = num_groups(IPC, k, M)
     rng = np.random.default_rng(seed)
     info = DatasetInfo(f"bench-k{k}", [f"c{i:03d}" for i in range(k)], (3, 32, 32), [0.48, 0.45, 0.40], [0.25, 0.24, 0.26])
     method = MethodInfo(k, M, 0, IPC, [f"teacher{j}" for j in range(M)], seed=seed, producer="bench/loader.py")
-    with ShardWriter(root, dataset=info, method=method) as w:
+    with ShardWriter(root, dataset=info, method=method, codecs=codecs) as w:
         for g in range(g_total):
             low = torch.from_numpy(rng.normal(0, 0.03, (M, 3, 8, 8)).astype(np.float32))
             comps = torch.nn.functional.interpolate(low, size=(32, 32), mode="bilinear", align_corners=False).numpy()
@@ -95,8 +105,13 @@ def bench_config(name: str, images: np.ndarray, tmp: Path, epochs: int) -> dict:
     rates = infer_rates(root, 32, BATCH, WORKERS, epochs)
     rates["imagefolder"] = imagefolder_rates(ref, 32, BATCH, WORKERS, epochs)
     rates["device-cpu"] = {w: device_rate(root, BATCH, "cpu", epochs) for w in (0,)}
+    codec_bytes = {}
+    for label, codecs in CODEC_SETS.items():
+        write_bench_dataset(tmp / f"{name}-codecs", images, seed=0, codecs=codecs)
+        codec_bytes[label] = folder_bytes(tmp / f"{name}-codecs")
+        shutil.rmtree(tmp / f"{name}-codecs")
     return {"instances": len(InferDataset(root)), "stored_bytes": folder_bytes(root),
-            "reference_bytes": folder_bytes(ref), "rates": rates}
+            "reference_bytes": folder_bytes(ref), "codec_bytes": codec_bytes, "rates": rates}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -105,21 +120,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tiny", type=Path, help="Tiny-ImageNet ImageFolder train dir (K=100 bases)")
     parser.add_argument("--epochs", type=int, default=2, help="timed epochs per measurement")
     parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch intra-op threads of the main process (DataLoader workers always use 1)")
     args = parser.parse_args(argv)
     for p in (args.cifar, args.tiny):
         if p is not None and not p.is_dir():
             print(f"error: {p} is not a folder", file=sys.stderr)
             return 2
     torch.manual_seed(0)
-    results = {"cpu_count": os.cpu_count(), "torch": torch.__version__}
+    torch.set_num_threads(args.threads)
+    results = {"cpu_count": os.cpu_count(), "torch": torch.__version__, "threads": args.threads}
     with tempfile.TemporaryDirectory() as tmp:
         for name, folder, k in (("k10", args.cifar, 10), ("k100", args.tiny, 100)):
             images = real_images(folder, k, num_groups(IPC, k, M), seed=0)
             results[name] = r = bench_config(name, images, Path(tmp), args.epochs)
             print(f"\n{name}: K={k} M={M} ipc={IPC} -> {r['instances']} instances "
                   f"({'real' if folder else 'synthetic'} bases)")
-            print(f"  stored {r['stored_bytes']:,} B vs reference layout {r['reference_bytes']:,} B "
-                  f"({r['reference_bytes'] / r['stored_bytes']:.2f}x smaller)")
+            print(f"  reference layout (JPEG q75 per instance + fp32 labels): {r['reference_bytes']:,} B")
+            for label, nbytes in r["codec_bytes"].items():
+                print(f"  stored, {label:<26}: {nbytes:>11,} B ({r['reference_bytes'] / nbytes:.2f}x smaller)")
             for workers in WORKERS:
                 base = r["rates"]["imagefolder"][workers]
                 line = ", ".join(f"{path} {per[workers]:,.0f}/s ({per[workers] / base:.2f}x)"

@@ -13,9 +13,11 @@ import click
 @click.option("--workers", default="0,2", show_default=True, help="Comma-separated DataLoader worker counts.")
 @click.option("--device", default="cpu", show_default=True, help="Device of the GPU-resident loader.")
 @click.option("--epochs", default=2, show_default=True, help="Timed epochs per measurement (after one warm-up).")
+@click.option("--threads", type=int, default=None, help="torch intra-op threads in this process [default: torch's].")
 @click.option("--no-baseline", is_flag=True, help="Skip the ImageFolder baseline (no export).")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def bench(root: str, batch_size: int, workers: str, device: str, epochs: int, no_baseline: bool, as_json: bool) -> None:
+def bench(root: str, batch_size: int, workers: str, device: str, epochs: int, threads: int | None, no_baseline: bool,
+          as_json: bool) -> None:
     """Loader throughput of ROOT: InferDataset, DeviceLoader and the ImageFolder baseline."""
     from infer_data.remote import resolve_root
 
@@ -29,6 +31,12 @@ def bench(root: str, batch_size: int, workers: str, device: str, epochs: int, no
         raise ConfigError(f"--workers {workers!r}: give comma-separated integers such as 0,2") from None
     if batch_size < 1 or epochs < 1 or min(counts) < 0:
         raise ConfigError("--batch-size and --epochs must be >= 1 and --workers >= 0")
+    if threads is not None:
+        import torch
+
+        if threads < 1:
+            raise ConfigError(f"--threads {threads}: give at least 1")
+        torch.set_num_threads(threads)
     r = bench_dataset(root, batch_size=batch_size, workers=counts, device=device, epochs=epochs, baseline=not no_baseline)
     if as_json:
         click.echo(json.dumps(r, indent=1))

@@ -357,14 +357,17 @@ class LabelFp16(_NpyCodec):
 @CODECS.register("labels/topk")
 @dataclass
 class LabelTopK(_NpyCodec):
-    """The k largest logits per row plus the mean of the rest.
+    """The k largest logits per row plus the mean of the rest, packed in one member.
 
-    Members: ``label_val.npy[.zst]`` float16 R x k (descending), ``label_idx.npy[.zst]`` uint16
-    (int32 when NC > 65535) R x k, ``label_rest.npy[.zst]`` float16 (R,). Decoding fills the
-    other NC - k logits of a row with its ``label_rest`` value.
+    Member ``label_topk.npy[.zst]``: uint16 R x (2k' + 1), k' = min(k, NC). Per row, columns
+    0..k'-1 hold the float16 bit patterns of the k' largest logits (descending), columns
+    k'..2k'-1 their class indices, and the last column the float16 bit pattern of the mean of
+    the other NC - k' logits. Decoding fills each row with that mean and scatters the kept
+    logits. NC must be at most 65536.
     """
 
     k: int = 10
+    stem = "label_topk"
 
     def __post_init__(self) -> None:
         if int(self.k) < 1:
@@ -373,43 +376,33 @@ class LabelTopK(_NpyCodec):
     def spec(self) -> dict[str, Any]:
         return {"name": "topk", "k": self.k, "zstd_level": self.zstd_level}
 
-    def member_names(self, shape: tuple[int, ...]) -> list[str]:
-        return sorted(npy_suffix(s, self.zstd_level) for s in ("label_val", "label_idx", "label_rest"))
-
     def _kk(self, nc: int) -> int:
         return min(int(self.k), nc)
 
     def encode(self, arr: np.ndarray) -> Members:
         rows, nc = arr.shape
+        if nc > 65536:
+            raise CodecError(f"labels codec topk: {nc} classes exceed its 65536; use codec fp16")
         kk = self._kk(nc)
         a = arr.astype(np.float32)
-        order = np.argsort(-a, axis=1, kind="stable")[:, :kk]
-        vals = np.take_along_axis(a, order, axis=1)
-        rest = (a.sum(axis=1) - vals.sum(axis=1)) / max(nc - kk, 1)
-        idx_dtype = np.uint16 if nc <= 65535 else np.int32
-        z = self.zstd_level
-        return {
-            npy_suffix("label_val", z): encode_npy(vals.astype(np.float16), z),
-            npy_suffix("label_idx", z): encode_npy(order.astype(idx_dtype), z),
-            npy_suffix("label_rest", z): encode_npy(rest.astype(np.float16), z),
-        }
+        order = np.argsort(-a, axis=1, kind="stable")[:, :kk]  # (R, k')
+        vals = np.take_along_axis(a, order, axis=1)  # (R, k')
+        rest = (a.sum(axis=1) - vals.sum(axis=1)) / max(nc - kk, 1)  # (R,)
+        packed = np.concatenate([vals.astype(np.float16).view(np.uint16), order.astype(np.uint16),
+                                 rest.astype(np.float16).view(np.uint16)[:, None]], axis=1)  # (R, 2k'+1)
+        return {self._suffix(): encode_npy(packed, self.zstd_level)}
 
     def decode(self, members: Members, shape: tuple[int, ...], where: str) -> np.ndarray:
         rows, nc = shape
-        kk, z = self._kk(nc), self.zstd_level
-        comp = z is not None
-
-        def get(stem: str, dtype: Any, shp: tuple[int, ...]) -> np.ndarray:
-            s = npy_suffix(stem, z)
-            return decode_npy(_take(members, s, where), compressed=comp, dtype=dtype, shape=shp, where=f"{where} member '{s}'")
-
-        vals = get("label_val", np.float16, (rows, kk))
-        idx = get("label_idx", np.uint16 if nc <= 65535 else np.int32, (rows, kk))
-        rest = get("label_rest", np.float16, (rows,))
+        kk, s = self._kk(nc), self._suffix()
+        packed = decode_npy(_take(members, s, where), compressed=self.zstd_level is not None,
+                            dtype=np.uint16, shape=(rows, 2 * kk + 1), where=f"{where} member '{s}'")
+        vals = packed[:, :kk].view(np.float16)  # (R, k')
+        idx = packed[:, kk : 2 * kk].astype(np.int64)  # (R, k')
         if idx.size and int(idx.max()) >= nc:
-            raise FormatError(f"{where}: label index {int(idx.max())} out of range for {nc} classes")
-        out = np.repeat(rest[:, None], nc, axis=1)
-        np.put_along_axis(out, idx.astype(np.int64), vals, axis=1)
+            raise FormatError(f"{where} member '{s}': label index {int(idx.max())} out of range for {nc} classes")
+        out = np.repeat(packed[:, 2 * kk :].view(np.float16), nc, axis=1)  # (R, NC)
+        np.put_along_axis(out, idx, vals, axis=1)
         return out
 
 

@@ -100,3 +100,12 @@ def test_png_holds_a_group_in_one_member() -> None:
 
     with Image.open(io.BytesIO(members["base.png"])) as im:
         assert im.size == (4, 30) and im.mode == "RGB"
+
+
+def test_topk_is_one_member_and_bounded_to_uint16_classes() -> None:
+    codec = create_codec("labels", {"name": "topk", "k": 3})
+    members = codec.encode(np.arange(20, dtype=np.float32).reshape(2, 10))
+    assert list(members) == ["label_topk.npy.zst"]
+    np.testing.assert_array_equal(codec.decode(members, (2, 10), "t")[0], [3] * 7 + [7, 8, 9])
+    with pytest.raises(CodecError, match="70000 classes exceed its 65536; use codec fp16"):
+        codec.encode(np.zeros((1, 70_000), np.float32))
