@@ -31,12 +31,12 @@ def demo(out: str, iterations: int | None, student_epochs: int | None, as_json: 
     teachers = ", ".join(f"{t['arch']} ({t['top1']:.1f}%)" for t in report.teachers)
     click.echo(f"Embedded Fashion-MNIST subset: {src['images']:,} train images, {src['bytes']:,} bytes raw; teachers {teachers}")
     header = (f"{'dataset':<13}{'stored imgs':>12}{'instances':>11}{'stored bytes':>14}{'bytes/train':>13}"
-              f"{'imgs/train':>12}{'JPEG layout':>13}{'student top-1':>15}")
+              f"{'imgs/train':>12}{'JPEG layout':>13}{'epochs':>8}{'steps':>7}{'student top-1':>15}")
     click.echo(header)
     click.echo("-" * len(header))
     for r in report.rows:
         click.echo(f"{r.name:<13}{r.stored_images:>12}{r.instances:>11}{r.stored_bytes:>14,}{100 * r.bytes_ratio:>12.2f}%"
-                   f"{100 * r.images_ratio:>11.2f}%{r.reference_bytes / r.stored_bytes:>12.2f}x{r.top1:>14.2f}%")
+                   f"{100 * r.images_ratio:>11.2f}%{r.reference_bytes / r.stored_bytes:>12.2f}x{r.epochs:>8}{r.steps:>7}{r.top1:>14.2f}%")
     click.echo(f"(student: convnet, INFER protocol: crop+flip, MixUp without relabeling, KL to static labels; "
                f"final-epoch test accuracy on 1,000 held-out images; total {report.seconds:.0f} s)")
     click.echo("bytes/train, imgs/train: stored bytes and images over the raw embedded train split; JPEG layout: bytes the "

@@ -116,7 +116,7 @@ def optimize_compensators(
     Returns:
         The compensators in [0, 1]-pixel units and the per-group loss history.
     """
-    g, k, c, h, w = bases.shape
+    g, _, c, h, w = bases.shape
     mean_t, std_t = channel_view(mean), channel_view(std)  # (1, 1, C, 1, 1)
     x0 = bases.to(torch.float32) / 255.0  # (G, K, C, H, W)
     z = torch.zeros(g, 1, c, h, w, requires_grad=True)  # (G, 1, C, H, W), normalized units

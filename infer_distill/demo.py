@@ -21,7 +21,7 @@ import torch
 
 from infer_data.constants import INDEX_FILENAME
 
-from .config import OptimConfig, TeacherSpec, create_preset
+from .config import TeacherSpec, create_preset
 from .pipeline import ProgressFn, distill
 from .sources import create_source
 from .teacher_train import TeacherTrainConfig, train_teacher
@@ -56,6 +56,8 @@ class DemoRow:
     images_ratio: float  # stored images / images of the embedded train split
     top1: float  # student test top-1, percent, final epoch
     seconds: float  # distill + student wall time
+    epochs: int = 0  # student epochs
+    steps: int = 0  # student optimizer steps
 
 
 @dataclass
@@ -98,13 +100,13 @@ def _distill(cfg: DemoConfig, teachers: list[dict[str, Any]], root: Path, *, com
     distill(dataclasses.replace(dcfg, optim=dataclasses.replace(dcfg.optim, iterations=cfg.iterations)), root, progress=progress)
 
 
-def _row(name: str, root: Path, cfg: DemoConfig, started: float) -> DemoRow:
+def _row(name: str, root: Path, epochs: int, seed: int, started: float) -> DemoRow:
     from infer_data import InferDataset
     from infer_data.stats import materialized_bytes, stored_bytes
 
     from .evaluate import evaluate, make_config
 
-    result = evaluate(root, make_config("embedded", epochs=cfg.student_epochs, seed=cfg.seed, eval_every=cfg.student_epochs),
+    result = evaluate(root, make_config("embedded", epochs=epochs, seed=seed, eval_every=epochs),
                       test_data="embedded", device="cpu", progress=False)
     ds = InferDataset(root, target="class")
     index = ds.index
@@ -112,7 +114,25 @@ def _row(name: str, root: Path, cfg: DemoConfig, started: float) -> DemoRow:
     images = index.num_groups * (index.method.k + index.method.m)
     total = stored_bytes(root).total
     return DemoRow(name, str(root), images, index.num_instances, total, total / src["bytes"], materialized_bytes(ds).total,
-                   images / src["images"], result.top1, time.perf_counter() - started)
+                   images / src["images"], result.top1, time.perf_counter() - started, epochs,
+                   int(result.config.get("steps_per_epoch", 0)) * epochs)
+
+
+def _student_batch() -> int:
+    from .evaluate import make_config
+
+    return make_config("embedded").batch_size
+
+
+def matched_epochs(epochs: int, instances: int, other_instances: int, batch_size: int) -> int:
+    """Epochs on ``other_instances`` that take the same optimizer steps as ``epochs`` on ``instances``.
+
+    Example:
+        >>> matched_epochs(30, 240, 100, 64)
+        60
+    """
+    steps = -(-instances // batch_size) * epochs
+    return max(1, round(steps / -(-other_instances // batch_size)))
 
 
 def run_demo(out_dir: str | Path, cfg: DemoConfig | None = None, *, say: Callable[[str], None] = logger.info,
@@ -132,6 +152,10 @@ def run_demo(out_dir: str | Path, cfg: DemoConfig | None = None, *, say: Callabl
         say(f"{name}: distilling ipc {cfg.ipc} into {out / folder} ..." if comps else f"{name}: writing the baseline into {out / folder} ...")
         _distill(cfg, report.teachers, out / folder, compensators=comps, progress=progress if comps else None)
         say(f"{name}: training a student ({cfg.student_epochs} epochs) ...")
-        report.rows.append(_row(name, out / folder, cfg, t0))
+        report.rows.append(_row(name, out / folder, cfg.student_epochs, cfg.seed, t0))
+    infer, real = report.rows
+    epochs = matched_epochs(cfg.student_epochs, infer.instances, real.instances, _student_batch())
+    say(f"random real: training a student for {epochs} epochs (as many optimizer steps as on INFER's {infer.instances} instances) ...")
+    report.rows.append(_row("random real", out / "random-real", epochs, cfg.seed, time.perf_counter()))
     report.seconds = time.perf_counter() - start
     return report

@@ -20,7 +20,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from infer_data import DatasetIndex, DatasetInfo, GroupRecord, MethodInfo, ShardWriter, __version__
+from infer_data import (
+    DatasetIndex,
+    DatasetInfo,
+    GroupRecord,
+    MethodInfo,
+    ShardWriter,
+    __version__,
+)
 from infer_data.constants import INDEX_FILENAME
 from infer_data.errors import ConfigError
 

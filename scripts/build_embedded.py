@@ -25,7 +25,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from infer_distill.idx import FASHION_MNIST_CLASSES, read_fashion_mnist  # noqa: E402
+from infer_distill.idx import FASHION_MNIST_CLASSES, read_fashion_mnist
 
 OUT = ROOT / "infer_distill" / "embedded" / "fashion_mnist_subset.npz"
 

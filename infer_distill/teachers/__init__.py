@@ -19,22 +19,35 @@ from torch import nn
 
 from infer_data.errors import ConfigError
 
+# the builder modules register their architectures on import
+from . import cifar_resnet as cifar_resnet
+from . import convnet as convnet
+from . import torchvision_nets as torchvision_nets
 from ._registry import SMALL_IMAGE_MAX as SMALL_IMAGE_MAX
 from ._registry import TEACHERS as TEACHERS
 from ._registry import TeacherBuilder as TeacherBuilder
 from ._registry import check_arch_args as check_arch_args
 from ._registry import register_teacher as register_teacher
 from ._registry import resolve_weights as resolve_weights
-from . import cifar_resnet as cifar_resnet  # noqa: F401  (registers "resnet20")
-from . import convnet as convnet  # noqa: F401  (registers "convnet")
-from . import torchvision_nets as torchvision_nets  # noqa: F401  (registers the torchvision ones)
 from .checkpoint import load_teacher as load_teacher
 from .checkpoint import save_teacher as save_teacher
 from .checkpoint import teacher_sha256 as teacher_sha256
 
 __all__ = [
-    "SMALL_IMAGE_MAX", "TEACHERS", "TeacherBuilder", "check_arch_args", "create_teacher", "is_teacher",
-    "list_teachers", "load_teacher", "open_teacher", "weights_cache_dir", "register_teacher", "resolve_weights", "save_teacher", "teacher_sha256",
+    "SMALL_IMAGE_MAX",
+    "TEACHERS",
+    "TeacherBuilder",
+    "check_arch_args",
+    "create_teacher",
+    "is_teacher",
+    "list_teachers",
+    "load_teacher",
+    "open_teacher",
+    "register_teacher",
+    "resolve_weights",
+    "save_teacher",
+    "teacher_sha256",
+    "weights_cache_dir",
 ]
 
 

@@ -10,7 +10,13 @@ import torch
 from infer_data.errors import ConfigError, RegistryError
 from infer_distill.bases import seed_for, select_bases
 from infer_distill.budget import num_groups, stored_images
-from infer_distill.config import DistillConfig, OptimConfig, TeacherSpec, create_preset, list_presets
+from infer_distill.config import (
+    DistillConfig,
+    OptimConfig,
+    TeacherSpec,
+    create_preset,
+    list_presets,
+)
 
 
 @pytest.mark.parametrize("k,m,ipc,g", [

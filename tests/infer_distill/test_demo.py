@@ -8,8 +8,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from click.testing import CliRunner
-
 from infer_cli.main import main
+
 from infer_data import read_index
 from infer_distill.demo import DemoConfig, run_demo
 
@@ -24,9 +24,11 @@ def test_demo_tiny_then_cli_reuses_the_outputs(tmp_path: Path, embedded_teachers
     said: list[str] = []
     report = run_demo(out, cfg, say=said.append)
     assert any("reusing" in s for s in said)
-    infer, real = report.rows
+    infer, real, real_steps = report.rows
     assert (infer.name, infer.stored_images, infer.instances) == ("INFER", 96, 240)  # K=10, M=2, ipc 10 -> G=8
     assert (real.name, real.stored_images, real.instances) == ("random real", 100, 100)
+    assert (infer.epochs, real.epochs, real_steps.epochs) == (1, 1, 2)  # 4 steps per epoch on 240 instances, 2 on 100
+    assert real_steps.steps == infer.steps == 4 and real.steps == 2
     assert read_index(out / "infer").method.m == 2 and read_index(out / "random-real").method.m == 0
     for row in report.rows:
         assert 0.0 <= row.top1 <= 100.0

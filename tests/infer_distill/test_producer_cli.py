@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import torch
 from click.testing import CliRunner
+from infer_cli.main import main
 from PIL import Image
 
-from infer_cli.main import main
 from infer_data import read_index
 from infer_distill.teachers import load_teacher
 

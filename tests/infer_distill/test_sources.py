@@ -9,7 +9,12 @@ import pytest
 import torch
 from PIL import Image
 
-from infer_data.errors import ConfigError, DatasetNotFoundError, FormatError, RegistryError
+from infer_data.errors import (
+    ConfigError,
+    DatasetNotFoundError,
+    FormatError,
+    RegistryError,
+)
 from infer_distill.idx import read_idx
 from infer_distill.sources import channel_stats, create_source, list_sources
 

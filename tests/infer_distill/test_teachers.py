@@ -9,7 +9,13 @@ import torch
 from torch import nn
 
 from infer_data.errors import ConfigError, RegistryError
-from infer_distill.teachers import create_teacher, list_teachers, load_teacher, resolve_weights, save_teacher
+from infer_distill.teachers import (
+    create_teacher,
+    list_teachers,
+    load_teacher,
+    resolve_weights,
+    save_teacher,
+)
 
 
 @pytest.mark.parametrize("arch", list_teachers())
