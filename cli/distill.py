@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import click
+
+if TYPE_CHECKING:
+    from infer_distill.pipeline import Progress
 
 logger = logging.getLogger(__name__)
 
@@ -46,12 +51,13 @@ def distill(dataset: str | None, ipc: int, teachers: tuple[str, ...], out: str, 
                f"{index.num_instances} instances, {sum(s.bytes for s in index.shards)} bytes in {len(index.shards)} shard(s)")
 
 
-def _bar():  # type: ignore[no-untyped-def]
+def _bar() -> Callable[[Progress], None]:
+    """A tqdm progress bar over optimization steps, with groups done as postfix."""
     from tqdm import tqdm
 
     state: dict[str, tqdm] = {}
 
-    def update(p) -> None:  # type: ignore[no-untyped-def]
+    def update(p: Progress) -> None:
         if "bar" not in state:
             state["bar"] = tqdm(total=p.steps_total, initial=p.steps_done, unit="step", desc="distill", dynamic_ncols=True)
         bar = state["bar"]

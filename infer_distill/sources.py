@@ -70,7 +70,7 @@ class TensorSource(Source):
         return self.data[torch.as_tensor(indices, dtype=torch.int64)]
 
 
-SourceBuilder = Callable[[str | None, str, "str | None", "int | None"], Source]
+SourceBuilder = Callable[[str | None, str, str | None, int | None], Source]
 SOURCES: Registry[SourceBuilder] = Registry("dataset source")
 
 
