@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import time
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from infer_data import InferDataset, read_index
+from infer_data import InferDataset, iter_groups, read_index
 from infer_data.errors import ConfigError, DatasetNotFoundError
 from infer_distill.config import OptimConfig, TeacherSpec, create_preset
 from infer_distill.pipeline import Progress, distill
@@ -39,7 +40,7 @@ def test_end_to_end_tiny_distill(tmp_path: Path, embedded_teachers: dict[str, Pa
     idx = read_index(tmp_path / "out")
     prov = idx.provenance
     assert prov["config"]["optim"]["iterations"] == 4 and prov["seed"] == 4
-    assert [t["sha256"] for t in prov["teachers"]] == [__import__("hashlib").sha256(p.read_bytes()).hexdigest()
+    assert [t["sha256"] for t in prov["teachers"]] == [hashlib.sha256(p.read_bytes()).hexdigest()
                                                          for p in (embedded_teachers["a"], embedded_teachers["b"])]
     assert idx.dataset.source == "embedded" and idx.dataset.mean == create_source("embedded").mean
     ds = InferDataset(tmp_path / "out")
@@ -47,12 +48,10 @@ def test_end_to_end_tiny_distill(tmp_path: Path, embedded_teachers: dict[str, Pa
     src = create_source("embedded")
     x0, y0 = ds[0]  # group 0, view 0, slot 0: the real image of class 0
     assert x0.shape == (1, 28, 28) and y0.shape == (10,)
-    all_bases = ds.base_tensor() if hasattr(ds, "base_tensor") else None
-    assert all_bases is not None
-    used = set()
-    for g in range(2):
-        meta_idx = [int(src.targets[i]) for i in range(len(src))]  # noqa: F841 - class lookup below
-    records = list(__import__("infer_data").iter_groups(tmp_path / "out", idx))
+    assert torch.allclose(y0, torch.from_numpy(next(iter_groups(tmp_path / "out", idx)).labels[0]).float(), atol=1e-2)
+    used: set[int] = set()
+    records = list(iter_groups(tmp_path / "out", idx))
+    assert len(records) == 2
     for rec in records:
         assert rec.class_ids.tolist() == list(range(10))
         assert src.targets[torch.from_numpy(rec.source_indices)].tolist() == list(range(10))
@@ -116,3 +115,27 @@ def test_pipeline_errors(tmp_path: Path, embedded_teachers: dict[str, Path]) -> 
     distill(cfg, tmp_path / "y")
     with pytest.raises(ConfigError, match="already holds a distilled dataset"):
         distill(cfg, tmp_path / "y")
+
+
+def test_imagefolder_rgb_with_the_imagenet_augmentations(tmp_path: Path, teacher_checkpoint) -> None:  # type: ignore[no-untyped-def]
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for c in ("cat", "dog", "eel"):
+        (tmp_path / "data" / "train" / c).mkdir(parents=True)
+        (tmp_path / "data" / "val" / c).mkdir(parents=True)
+        for i in range(3):
+            Image.fromarray(rng.integers(0, 256, (20, 16, 3), dtype=np.uint8)).save(tmp_path / "data" / "train" / c / f"{i}.png")
+    ckpt = teacher_checkpoint(tmp_path / "t.pt", "resnet18", seed=0, num_classes=3, in_channels=3, image_size=12)
+    cfg = create_preset("imagenet1k", dataset=f"imagefolder:{tmp_path / 'data'}", image_size=12, ipc=2,
+                        teachers=(TeacherSpec("resnet18", str(ckpt)),))
+    cfg = dataclasses.replace(cfg, optim=dataclasses.replace(cfg.optim, iterations=2))
+    assert cfg.augment.resized_crop and cfg.augment.flip and cfg.augment.jitter == 32
+    index = distill(cfg, tmp_path / "out")
+    assert index.dataset.image_shape == (3, 12, 12) and index.dataset.classes == ["cat", "dog", "eel"]
+    assert (index.method.k, index.method.m, index.method.g) == (3, 1, 1)  # floor(2 / (1/3 + 1)) = 1
+    assert index.dataset.source == f"imagefolder:{tmp_path / 'data'}"
+    assert index.provenance["source_size"] == {"images": 9, "bytes": 9 * 3 * 12 * 12,
+                                               "note": "raw uint8 bytes of the source's train split at the stored image shape"}
+    ds = InferDataset(tmp_path / "out")
+    assert len(ds) == 6 and ds[0][0].shape == (3, 12, 12)
