@@ -68,6 +68,35 @@ def create_codec(field_name: str, spec: dict[str, Any] | str) -> FieldCodec:
         raise CodecError(f"codec {field_name}/{name}: bad parameters {spec} ({exc})") from exc
 
 
+def parse_codec(field_name: str, text: str) -> dict[str, Any]:
+    """``"name"`` or ``"name:value"`` -> codec spec; the value sets the codec's main parameter.
+
+    Main parameters: jpeg ``quality``, topk ``k``, png ``compress_level``, the .npy codecs
+    ``zstd_level`` (``none`` = uncompressed).
+
+    Example:
+        >>> parse_codec("base", "jpeg:75"), parse_codec("labels", "topk:5")
+        ({'name': 'jpeg', 'quality': 75}, {'name': 'topk', 'k': 5})
+
+    Raises:
+        RegistryError: unknown codec name.
+        CodecError: a value the codec does not take.
+    """
+    name, _, value = text.partition(":")
+    cls = CODECS.get(f"{field_name}/{name}")
+    spec: dict[str, Any] = {"name": name}
+    if value:
+        param = getattr(cls, "primary", None)
+        if param is None:
+            raise CodecError(f"codec {field_name}/{name} takes no parameter, got {text!r}")
+        try:
+            spec[param] = None if value.lower() == "none" and param == "zstd_level" else int(value)
+        except ValueError:
+            raise CodecError(f"codec {text!r}: {param} must be an integer") from None
+    create_codec(field_name, spec)  # validates the parameter's range
+    return spec
+
+
 # --- member-level helpers -------------------------------------------------------------------
 
 
@@ -139,6 +168,7 @@ class _NpyCodec:
 
     zstd_level: int | None = DEFAULT_ZSTD_LEVEL
     stem = ""
+    primary = "zstd_level"
 
     def _suffix(self) -> str:
         return npy_suffix(self.stem, self.zstd_level)
@@ -250,6 +280,7 @@ class BasePng(_ImageCodec):
 
     compress_level: int = 9
     ext = "png"
+    primary = "compress_level"
 
     def spec(self) -> dict[str, Any]:
         return {"name": "png", "compress_level": self.compress_level}
@@ -265,6 +296,7 @@ class BaseJpeg(_ImageCodec):
 
     quality: int = 90
     ext = "jpg"
+    primary = "quality"
     tile_multiple = 16
 
     def __post_init__(self) -> None:
@@ -368,6 +400,7 @@ class LabelTopK(_NpyCodec):
 
     k: int = 10
     stem = "label_topk"
+    primary = "k"
 
     def __post_init__(self) -> None:
         if int(self.k) < 1:

@@ -101,10 +101,12 @@ class DistillConfig:
             raise ConfigError(f"preset {self.preset} has no default dataset; pass --dataset (e.g. imagefolder:PATH)")
 
     @property
-    def codecs(self) -> dict[str, str]:
-        """Codec names for ShardWriter, only the fields that are set."""
+    def codecs(self) -> dict[str, dict[str, Any]]:
+        """Codec specs for ShardWriter (``"jpeg:75"`` -> quality 75), only the fields that are set."""
+        from infer_data.codecs import parse_codec
+
         chosen = {"base": self.base_codec, "compensators": self.compensator_codec, "labels": self.label_codec}
-        return {k: v for k, v in chosen.items() if v}
+        return {k: parse_codec(k, v) for k, v in chosen.items() if v}
 
     @property
     def m(self) -> int:
@@ -138,11 +140,19 @@ class DistillConfig:
 
 
 def _check_codec(name: str, value: str) -> None:
-    from infer_data import list_codecs
+    from infer_data import InferError, list_codecs
+    from infer_data.codecs import parse_codec
 
     field_name = {"compensator": "compensators", "label": "labels"}.get(name, name)
-    if value and value not in list_codecs(field_name):
-        raise ConfigError(f"--{name}-codec {value!r} is not a {field_name} codec; choose one of {', '.join(list_codecs(field_name))}")
+    if not value:
+        return
+    if value.partition(":")[0] not in list_codecs(field_name):
+        raise ConfigError(f"--{name}-codec {value!r} is not a {field_name} codec; choose one of "
+                          f"{', '.join(list_codecs(field_name))} (optionally NAME:VALUE, e.g. jpeg:75, topk:5)")
+    try:
+        parse_codec(field_name, value)
+    except InferError as exc:
+        raise ConfigError(f"--{name}-codec: {exc}") from exc
 
 
 def json_ready(obj: Any) -> Any:

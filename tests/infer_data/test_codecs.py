@@ -109,3 +109,18 @@ def test_topk_is_one_member_and_bounded_to_uint16_classes() -> None:
     np.testing.assert_array_equal(codec.decode(members, (2, 10), "t")[0], [3] * 7 + [7, 8, 9])
     with pytest.raises(CodecError, match="70000 classes exceed its 65536; use codec fp16"):
         codec.encode(np.zeros((1, 70_000), np.float32))
+
+
+def test_parse_codec_sets_the_main_parameter() -> None:
+    from infer_data.codecs import parse_codec
+
+    assert parse_codec("base", "jpeg:75") == {"name": "jpeg", "quality": 75}
+    assert parse_codec("labels", "topk:5") == {"name": "topk", "k": 5}
+    assert parse_codec("compensators", "int8:none") == {"name": "int8", "zstd_level": None}
+    assert parse_codec("base", "png") == {"name": "png"}
+    with pytest.raises(CodecError, match="quality must be in 1..100"):
+        parse_codec("base", "jpeg:101")
+    with pytest.raises(CodecError, match="codec 'topk:x': k must be an integer"):
+        parse_codec("labels", "topk:x")
+    with pytest.raises(CodecError, match="codec labels/none takes no parameter"):
+        parse_codec("labels", "none:3")
