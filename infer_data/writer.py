@@ -182,6 +182,8 @@ class ShardWriter:
         if self._tar is None or self._tmp is None:
             return
         self._tar.close()
+        with open(self._tmp, "r+b") as f:  # drop the record padding after the end-of-archive blocks
+            f.truncate(self._tar.offset)
         name = self._tmp.name[1:-4]
         entry = ShardEntry(
             name=name,

@@ -2,7 +2,7 @@
 
 The golden data uses uncompressed codecs so its bytes depend only on this project (not on the
 zstd or zlib versions installed). Regenerate only with a deliberate format change:
-``python tests/infer_data/test_golden.py`` (and bump the format version if readers break).
+``python tests/test_infer_data/test_golden.py`` (and bump the format version if readers break).
 """
 
 from __future__ import annotations
