@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 import numpy as np
 import zstandard
@@ -164,14 +164,18 @@ def _take(members: Members, suffix: str, where: str) -> bytes:
 
 @dataclass
 class _NpyCodec:
-    """Shared parts of single-array codecs: one member ``stem.npy[.zst]``."""
+    """Shared parts of the .npy codecs: members ``stem.npy[.zst]``, spec, bounded reads."""
 
     zstd_level: int | None = DEFAULT_ZSTD_LEVEL
+    name = ""
     stem = ""
     primary = "zstd_level"
 
     def _suffix(self) -> str:
         return npy_suffix(self.stem, self.zstd_level)
+
+    def spec(self) -> dict[str, Any]:
+        return {"name": self.name, "zstd_level": self.zstd_level}
 
     def member_names(self, shape: tuple[int, ...]) -> list[str]:
         return [self._suffix()]
@@ -179,135 +183,34 @@ class _NpyCodec:
     def max_member_bytes(self, suffix: str, shape: tuple[int, ...]) -> int:
         return int(np.prod(shape)) * 4 + 2 * NPY_HEADER_ALLOWANCE + int(np.prod(shape)) // 64
 
+    def _read(self, members: Members, shape: tuple[int, ...], where: str, dtype: Any) -> np.ndarray:
+        s = self._suffix()
+        return decode_npy(_take(members, s, where), compressed=self.zstd_level is not None,
+                          dtype=dtype, shape=shape, where=f"{where} member '{s}'")
+
+
+@dataclass
+class _ArrayCodec(_NpyCodec):
+    """One array of a fixed dtype in one member."""
+
+    dtype: ClassVar[Any] = None
+
+    def encode(self, arr: np.ndarray) -> Members:
+        return {self._suffix(): encode_npy(arr.astype(self.dtype, copy=False), self.zstd_level)}
+
+    def decode(self, members: Members, shape: tuple[int, ...], where: str) -> np.ndarray:
+        return self._read(members, shape, where, self.dtype)
+
 
 # --- base images ----------------------------------------------------------------------------
 
 
 @CODECS.register("base/npy")
 @dataclass
-class BaseNpy(_NpyCodec):
+class BaseNpy(_ArrayCodec):
     """Lossless: the uint8 array K x C x H x W as one ``base.npy`` (``.zst`` by default)."""
 
-    stem = "base"
-
-    def spec(self) -> dict[str, Any]:
-        return {"name": "npy", "zstd_level": self.zstd_level}
-
-    def encode(self, arr: np.ndarray) -> Members:
-        return {self._suffix(): encode_npy(arr.astype(np.uint8, copy=False), self.zstd_level)}
-
-    def decode(self, members: Members, shape: tuple[int, ...], where: str) -> np.ndarray:
-        s = self._suffix()
-        return decode_npy(_take(members, s, where), compressed=self.zstd_level is not None,
-                          dtype=np.uint8, shape=shape, where=f"{where} member '{s}'")
-
-
-@dataclass
-class _ImageCodec:
-    """All K base images of a group in one image file ``base.{ext}``, stacked vertically.
-
-    Slot k occupies rows ``k * T`` to ``k * T + H`` of a ``K * T`` x W image, where the tile
-    height T is H rounded up to ``tile_multiple`` (rows below H repeat the last row), so a
-    block-based lossy codec never mixes two images in one block.
-    """
-
-    ext = ""
-    tile_multiple = 1
-
-    def member_names(self, shape: tuple[int, ...]) -> list[str]:
-        return [f"base.{self.ext}"]
-
-    def tile_height(self, h: int) -> int:
-        """Rows per slot in the stacked image."""
-        return -(-h // self.tile_multiple) * self.tile_multiple
-
-    def max_member_bytes(self, suffix: str, shape: tuple[int, ...]) -> int:
-        k, c, h, w = shape
-        return 2 * k * c * self.tile_height(h) * w + 65536
-
-    def encode(self, arr: np.ndarray) -> Members:
-        from PIL import Image
-
-        k, c, h, w = arr.shape
-        t = self.tile_height(h)
-        tiles = np.concatenate([arr, np.repeat(arr[:, :, -1:], t - h, axis=2)], axis=2) if t > h else arr  # (K, C, T, W)
-        hwc = np.ascontiguousarray(tiles.transpose(0, 2, 3, 1).reshape(k * t, w, c))  # (K*T, W, C)
-        pil = Image.fromarray(hwc[:, :, 0] if c == 1 else hwc, mode="L" if c == 1 else "RGB")
-        buf = io.BytesIO()
-        self._save(pil, buf)
-        return {f"base.{self.ext}": buf.getvalue()}
-
-    def _save(self, pil: Any, buf: io.BytesIO) -> None:
-        raise NotImplementedError
-
-    def decode(self, members: Members, shape: tuple[int, ...], where: str) -> np.ndarray:
-        k, c, h, w = shape
-        t = self.tile_height(h)
-        suffix = f"base.{self.ext}"
-        chw = decode_image(_take(members, suffix, where), (c, k * t, w), f"{where} member '{suffix}'")  # (C, K*T, W)
-        return np.array(chw.reshape(c, k, t, w)[:, :, :h].transpose(1, 0, 2, 3), order="C")  # (K, C, H, W), owned
-
-
-def decode_image(data: bytes, chw: tuple[int, ...], where: str) -> np.ndarray:
-    """PNG/JPEG bytes -> uint8 C x H x W, checking the size in the header before decoding.
-
-    Raises:
-        CodecError: undecodable bytes.
-        FormatError: an image of another size or channel count than declared.
-    """
-    from PIL import Image, UnidentifiedImageError
-
-    c, h, w = chw
-    if Image.MAX_IMAGE_PIXELS is not None and h * w >= Image.MAX_IMAGE_PIXELS:
-        Image.MAX_IMAGE_PIXELS = h * w + 1  # the declared size is the bound; checked below
-    try:
-        with Image.open(io.BytesIO(data)) as pil:
-            if pil.size != (w, h):
-                raise FormatError(f"{where}: image is {pil.size[0]}x{pil.size[1]}, the index declares {w}x{h}")
-            want = "L" if c == 1 else "RGB"
-            if pil.mode != want:
-                raise FormatError(f"{where}: image mode {pil.mode}, expected {want} for C={c}")
-            hwc = np.asarray(pil, dtype=np.uint8)
-    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
-        raise CodecError(f"{where}: cannot decode image ({exc}); re-download the shard") from exc
-    return hwc[None] if c == 1 else hwc.transpose(2, 0, 1)
-
-
-@CODECS.register("base/png")
-@dataclass
-class BasePng(_ImageCodec):
-    """Lossless: one 8-bit PNG (grayscale or RGB) holding the group's K images stacked vertically."""
-
-    compress_level: int = 9
-    ext = "png"
-    primary = "compress_level"
-
-    def spec(self) -> dict[str, Any]:
-        return {"name": "png", "compress_level": self.compress_level}
-
-    def _save(self, pil: Any, buf: io.BytesIO) -> None:
-        pil.save(buf, format="PNG", compress_level=self.compress_level)
-
-
-@CODECS.register("base/jpeg")
-@dataclass
-class BaseJpeg(_ImageCodec):
-    """Lossy: one baseline JPEG at ``quality`` (1..100), the K images stacked in 16-row-aligned tiles."""
-
-    quality: int = 90
-    ext = "jpg"
-    primary = "quality"
-    tile_multiple = 16
-
-    def __post_init__(self) -> None:
-        if not 1 <= int(self.quality) <= 100:
-            raise ValueError(f"quality must be in 1..100, got {self.quality}")
-
-    def spec(self) -> dict[str, Any]:
-        return {"name": "jpeg", "quality": self.quality}
-
-    def _save(self, pil: Any, buf: io.BytesIO) -> None:
-        pil.save(buf, format="JPEG", quality=int(self.quality))
+    name, stem, dtype = "npy", "base", np.uint8
 
 
 # --- compensators ---------------------------------------------------------------------------
@@ -315,21 +218,10 @@ class BaseJpeg(_ImageCodec):
 
 @CODECS.register("compensators/fp16")
 @dataclass
-class CompFp16(_NpyCodec):
+class CompFp16(_ArrayCodec):
     """M x C x H x W deltas as float16 in ``comp.npy[.zst]``."""
 
-    stem = "comp"
-
-    def spec(self) -> dict[str, Any]:
-        return {"name": "fp16", "zstd_level": self.zstd_level}
-
-    def encode(self, arr: np.ndarray) -> Members:
-        return {self._suffix(): encode_npy(arr.astype(np.float16), self.zstd_level)}
-
-    def decode(self, members: Members, shape: tuple[int, ...], where: str) -> np.ndarray:
-        s = self._suffix()
-        return decode_npy(_take(members, s, where), compressed=self.zstd_level is not None,
-                          dtype=np.float16, shape=shape, where=f"{where} member '{s}'")
+    name, stem, dtype = "fp16", "comp", np.float16
 
 
 @CODECS.register("compensators/int8")
@@ -340,10 +232,7 @@ class CompInt8(_NpyCodec):
     Members: ``comp.npy[.zst]`` int8 M x C x H x W and ``comp_scale.npy`` float32 (M,).
     """
 
-    stem = "comp"
-
-    def spec(self) -> dict[str, Any]:
-        return {"name": "int8", "zstd_level": self.zstd_level}
+    name, stem = "int8", "comp"
 
     def member_names(self, shape: tuple[int, ...]) -> list[str]:
         return sorted([self._suffix(), "comp_scale.npy"])
@@ -356,9 +245,7 @@ class CompInt8(_NpyCodec):
         return {self._suffix(): encode_npy(q, self.zstd_level), "comp_scale.npy": encode_npy(scale, None)}
 
     def decode(self, members: Members, shape: tuple[int, ...], where: str) -> np.ndarray:
-        s = self._suffix()
-        q = decode_npy(_take(members, s, where), compressed=self.zstd_level is not None,
-                       dtype=np.int8, shape=shape, where=f"{where} member '{s}'")
+        q = self._read(members, shape, where, np.int8)
         scale = decode_npy(_take(members, "comp_scale.npy", where), compressed=False, dtype=np.float32,
                            shape=(shape[0],), where=f"{where} member 'comp_scale.npy'")
         return (q.astype(np.float32) * scale.reshape(-1, *([1] * (len(shape) - 1)))).astype(np.float32)
@@ -369,21 +256,10 @@ class CompInt8(_NpyCodec):
 
 @CODECS.register("labels/fp16")
 @dataclass
-class LabelFp16(_NpyCodec):
+class LabelFp16(_ArrayCodec):
     """Dense logits K*(M+1) x NC as float16 in ``label.npy[.zst]``."""
 
-    stem = "label"
-
-    def spec(self) -> dict[str, Any]:
-        return {"name": "fp16", "zstd_level": self.zstd_level}
-
-    def encode(self, arr: np.ndarray) -> Members:
-        return {self._suffix(): encode_npy(arr.astype(np.float16), self.zstd_level)}
-
-    def decode(self, members: Members, shape: tuple[int, ...], where: str) -> np.ndarray:
-        s = self._suffix()
-        return decode_npy(_take(members, s, where), compressed=self.zstd_level is not None,
-                          dtype=np.float16, shape=shape, where=f"{where} member '{s}'")
+    name, stem, dtype = "fp16", "label", np.float16
 
 
 @CODECS.register("labels/topk")
@@ -399,8 +275,7 @@ class LabelTopK(_NpyCodec):
     """
 
     k: int = 10
-    stem = "label_topk"
-    primary = "k"
+    name, stem, primary = "topk", "label_topk", "k"
 
     def __post_init__(self) -> None:
         if int(self.k) < 1:
@@ -428,8 +303,7 @@ class LabelTopK(_NpyCodec):
     def decode(self, members: Members, shape: tuple[int, ...], where: str) -> np.ndarray:
         rows, nc = shape
         kk, s = self._kk(nc), self._suffix()
-        packed = decode_npy(_take(members, s, where), compressed=self.zstd_level is not None,
-                            dtype=np.uint16, shape=(rows, 2 * kk + 1), where=f"{where} member '{s}'")
+        packed = self._read(members, (rows, 2 * kk + 1), where, np.uint16)
         vals = packed[:, :kk].view(np.float16)  # (R, k')
         idx = packed[:, kk : 2 * kk].astype(np.int64)  # (R, k')
         if idx.size and int(idx.max()) >= nc:
@@ -458,3 +332,7 @@ class LabelNone:
 
     def max_member_bytes(self, suffix: str, shape: tuple[int, ...]) -> int:
         return 0
+
+
+# The image codecs live in their own module; importing it registers them.
+from . import image_codecs as _image_codecs  # noqa: E402,F401
