@@ -32,9 +32,11 @@ logger = logging.getLogger(__name__)
 @click.option("--compensator-codec", default=None, help="Compensators: fp16 or int8. [default: fp16]")
 @click.option("--label-codec", default=None, help="Labels: fp16, topk[:K] or none. [default: fp16]")
 @click.option("--no-compensators", is_flag=True, help="M=0: random real images with static labels (the baseline).")
+@click.option("--device", default="auto", show_default=True, help="cpu, cuda, cuda:N; auto = cuda when available.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 def distill(dataset: str | None, ipc: int, teachers: tuple[str, ...], out: str, preset: str | None, iterations: int | None,
-            lr: float | None, r_bn: float | None, no_compensators: bool, no_progress: bool, **overrides: object) -> None:
+            lr: float | None, r_bn: float | None, no_compensators: bool, device: str, no_progress: bool,
+            **overrides: object) -> None:
     """Optimize INFER compensators and static labels; write shards to --out."""
     from infer_distill.config import DEFAULT_PRESET, TeacherSpec, create_preset
     from infer_distill.pipeline import distill as run
@@ -45,7 +47,7 @@ def distill(dataset: str | None, ipc: int, teachers: tuple[str, ...], out: str, 
                         compensators=not no_compensators, **overrides)
     optim = {k: v for k, v in {"iterations": iterations, "lr": lr, "r_bn": r_bn}.items() if v is not None}
     cfg = dataclasses.replace(cfg, optim=dataclasses.replace(cfg.optim, **optim))
-    index = run(cfg, out, progress=None if no_progress else _bar())
+    index = run(cfg, out, progress=None if no_progress else _bar(), device=device)
     m = index.method
     click.echo(f"wrote {out}: G={m.g} groups x (K={m.k} bases + M={m.m} compensators), "
                f"{index.num_instances} instances, {sum(s.bytes for s in index.shards)} bytes in {len(index.shards)} shard(s)")

@@ -22,10 +22,12 @@ def teacher() -> None:
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--data-root", default=None, help="Folder with torchvision-layout data (cifar10, cifar100, fashion-mnist).")
 @click.option("--image-size", type=int, default=None, help="Resize image-folder images to this side.")
+@click.option("--device", default="auto", show_default=True, help="cpu, cuda, cuda:N; auto = cuda when available.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object (keys top1, arch, epochs, out).")
 def train(dataset: str, arch: str, epochs: int, out: str, batch_size: int, lr: float, seed: int, data_root: str | None,
-          image_size: int | None, as_json: bool) -> None:
+          image_size: int | None, device: str, as_json: bool) -> None:
     """Train ARCH on the dataset's train split, save it, report test accuracy."""
+    from infer_distill.pipeline import resolve_device
     from infer_distill.sources import create_source
     from infer_distill.teacher_train import TeacherTrainConfig, train_teacher
     from infer_distill.teachers import TEACHERS, save_teacher
@@ -35,7 +37,7 @@ def train(dataset: str, arch: str, epochs: int, out: str, batch_size: int, lr: f
     train_src = create_source(dataset, "train", data_root=data_root, image_size=image_size)
     test_src = create_source(dataset, "test", data_root=data_root, image_size=image_size)
     echo = (lambda e, loss: None) if as_json else (lambda e, loss: click.echo(f"epoch {e}/{epochs}: train loss {loss:.4f}"))
-    model, acc = train_teacher(cfg, train_src, test_src, on_epoch=echo)
+    model, acc = train_teacher(cfg, train_src, test_src, on_epoch=echo, device=resolve_device(device))
     c, h, _ = train_src.image_shape
     meta = {"dataset": train_src.spec, "epochs": epochs, "test_top1": round(100 * (acc or 0.0), 2), "seed": seed, "lr": lr}
     save_teacher(model, out, arch=arch, num_classes=len(train_src.classes), in_channels=c, image_size=h, meta=meta)

@@ -51,9 +51,9 @@ def freeze(model: nn.Module) -> nn.Module:
     return model
 
 
-def channel_view(values: list[float] | torch.Tensor, ndim: int = 5) -> torch.Tensor:
-    """Per-channel values as float32 of shape (1, ..., C, 1, 1) with ``ndim`` dims."""
-    t = torch.as_tensor(values, dtype=torch.float32)
+def channel_view(values: list[float] | torch.Tensor, ndim: int = 5, device: torch.device | str | None = None) -> torch.Tensor:
+    """Per-channel values as float32 of shape (1, ..., C, 1, 1) with ``ndim`` dims, on ``device``."""
+    t = torch.as_tensor(values, dtype=torch.float32, device=device)
     return t.view(*([1] * (ndim - 3)), -1, 1, 1)
 
 
@@ -106,7 +106,7 @@ def optimize_compensators(
 
     Args:
         teacher: frozen, eval-mode model (see :func:`freeze`).
-        bases: uint8 (G, K, C, H, W) base images.
+        bases: uint8 (G, K, C, H, W) base images, on the teacher's device (everything runs there).
         classes: int64 (G, K) class of each base.
         generators: G CPU generators, one per group (augmentation streams).
         mean, std: per-channel normalization of the source, [0, 1] units.
@@ -117,13 +117,14 @@ def optimize_compensators(
         The compensators in [0, 1]-pixel units and the per-group loss history.
     """
     g, _, c, h, w = bases.shape
-    mean_t, std_t = channel_view(mean), channel_view(std)  # (1, 1, C, 1, 1)
+    dev = bases.device
+    mean_t, std_t = channel_view(mean, device=dev), channel_view(std, device=dev)  # (1, 1, C, 1, 1)
     x0 = bases.to(torch.float32) / 255.0  # (G, K, C, H, W)
-    z = torch.zeros(g, 1, c, h, w, requires_grad=True)  # (G, 1, C, H, W), normalized units
+    z = torch.zeros(g, 1, c, h, w, device=dev, requires_grad=True)  # (G, 1, C, H, W), normalized units
     bound = 1.0 / std_t  # |u| <= 1 pixel range, in normalized units
     opt = torch.optim.Adam([z], lr=optim.lr, betas=optim.betas)
-    losses = torch.empty(optim.iterations, g)
-    ces = torch.empty(optim.iterations, g)
+    losses = torch.empty(optim.iterations, g, device=dev)
+    ces = torch.empty(optim.iterations, g, device=dev)
     for step in range(optim.iterations):
         for group in opt.param_groups:
             group["lr"] = cosine_lr(optim.lr, step, optim.iterations)
@@ -139,4 +140,4 @@ def optimize_compensators(
         if on_step is not None:
             on_step(step)
     u = (z.detach() * std_t).squeeze(1)  # (G, C, H, W), pixel units
-    return CompensatorResult(u.contiguous(), losses, ces)
+    return CompensatorResult(u.cpu().contiguous(), losses.cpu(), ces.cpu())

@@ -97,7 +97,7 @@ def _distill(cfg: DemoConfig, teachers: list[dict[str, Any]], root: Path, *, com
         return
     dcfg = create_preset("embedded", ipc=cfg.ipc, teachers=tuple(TeacherSpec(t["arch"], t["path"]) for t in teachers),
                          compensators=compensators, seed=cfg.seed, batch_groups=cfg.batch_groups)
-    distill(dataclasses.replace(dcfg, optim=dataclasses.replace(dcfg.optim, iterations=cfg.iterations)), root, progress=progress)
+    distill(dataclasses.replace(dcfg, optim=dataclasses.replace(dcfg.optim, iterations=cfg.iterations)), root, progress=progress, device="cpu")
 
 
 def _row(name: str, root: Path, epochs: int, seed: int, started: float) -> DemoRow:

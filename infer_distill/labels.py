@@ -45,7 +45,7 @@ def static_labels(teachers: list[nn.Module], bases: torch.Tensor, compensators: 
     """
     x = group_instances(bases, compensators)  # (G, R, C, H, W)
     g, r = x.shape[:2]
-    flat = ((x - channel_view(mean, 5)) / channel_view(std, 5)).flatten(0, 1)  # (G*R, C, H, W)
+    flat = ((x - channel_view(mean, 5, x.device)) / channel_view(std, 5, x.device)).flatten(0, 1)  # (G*R, C, H, W)
     total: torch.Tensor | None = None
     for teacher in teachers:
         logits = torch.cat([teacher(flat[i:i + batch]).float() for i in range(0, flat.shape[0], batch)])  # (G*R, NC)

@@ -67,11 +67,29 @@ class Plan:
     m: int
     g: int
     bases: torch.Tensor  # int64 (G, K) source indices
+    device: torch.device  # where teachers run and compensators are optimized
     teacher_info: list[dict[str, str]]  # per teacher: sha256 of its weights (+ torchvision weights name and url)
 
 
-def make_plan(cfg: DistillConfig) -> Plan:
-    """Open the source, load the teachers and choose the bases.
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """``None``/``"auto"`` -> CUDA when available, else CPU.
+
+    Raises:
+        ConfigError: an unknown device string, or CUDA asked for where there is none.
+    """
+    if device is None or device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except RuntimeError as exc:
+        raise ConfigError(f"--device {device!r} is not a device; use cpu, cuda or cuda:N") from exc
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"--device {device}: CUDA is not available here; use --device cpu")
+    return dev
+
+
+def make_plan(cfg: DistillConfig, device: str | torch.device | None = None) -> Plan:
+    """Open the source, load the teachers onto ``device`` and choose the bases.
 
     Raises:
         ConfigError: no teacher, budget too small, a bad checkpoint.
@@ -85,13 +103,15 @@ def make_plan(cfg: DistillConfig) -> Plan:
     g = num_groups(cfg.ipc, k, cfg.m)
     opened = [open_teacher(t.arch, t.checkpoint, num_classes=k, in_channels=c, image_size=h) for t in cfg.teachers]
     bases = select_bases(source.targets, k, g, seed=cfg.seed)
-    return Plan(source, [freeze(net) for net, _ in opened], k, cfg.m, g, bases, [info for _, info in opened])
+    dev = resolve_device(device)
+    teachers = [freeze(net).to(dev) for net, _ in opened]
+    return Plan(source, teachers, k, cfg.m, g, bases, dev, [info for _, info in opened])
 
 
 def fingerprint(cfg: DistillConfig, plan: Plan) -> dict[str, Any]:
     """Everything that determines the bytes of the result."""
     return {"config": cfg.to_dict(), "teacher_sha256": [t["sha256"] for t in plan.teacher_info], "source": plan.source.spec,
-            "producer": __version__, "torch": torch.__version__}
+            "producer": __version__, "torch": torch.__version__, "device": plan.device.type}
 
 
 def compute_chunk(cfg: DistillConfig, plan: Plan, groups: list[int], on_step: Callable[[int], None] | None = None) -> list[dict[str, np.ndarray]]:
@@ -101,8 +121,8 @@ def compute_chunk(cfg: DistillConfig, plan: Plan, groups: list[int], on_step: Ca
     """
     k, (c, h, w) = plan.k, plan.source.image_shape
     idx = plan.bases[groups]  # (B, K)
-    bases = plan.source.images(idx.flatten()).view(len(groups), k, c, h, w)  # (B, K, C, H, W) uint8
-    classes = torch.arange(k).expand(len(groups), k)  # (B, K)
+    bases = plan.source.images(idx.flatten()).view(len(groups), k, c, h, w).to(plan.device)  # (B, K, C, H, W) uint8
+    classes = torch.arange(k, device=plan.device).expand(len(groups), k)  # (B, K)
     comps, losses = [], []
     for j in range(plan.m):
         gens = [torch.Generator().manual_seed(seed_for(cfg.seed, g, j)) for g in groups]
@@ -110,8 +130,9 @@ def compute_chunk(cfg: DistillConfig, plan: Plan, groups: list[int], on_step: Ca
                                     optim=cfg.optim, augment=cfg.augment, on_step=on_step)
         comps.append(res.compensators)
         losses.append(res.losses.T)  # (B, iterations)
-    comp = torch.stack(comps, 1) if comps else torch.zeros(len(groups), 0, c, h, w)  # (B, M, C, H, W)
-    labels = static_labels(plan.teachers, bases, comp, mean=plan.source.mean, std=plan.source.std, batch=cfg.label_batch)
+    comp = torch.stack(comps, 1) if comps else torch.zeros(len(groups), 0, c, h, w)  # (B, M, C, H, W), CPU
+    labels = static_labels(plan.teachers, bases, comp.to(plan.device), mean=plan.source.mean, std=plan.source.std,
+                           batch=cfg.label_batch).cpu()
     loss = torch.stack(losses, 1) if losses else torch.zeros(len(groups), 0, cfg.optim.iterations)  # (B, M, iterations)
     return [
         {"class_ids": np.arange(k, dtype=np.int64), "compensators": comp[i].numpy().astype(np.float32),
@@ -157,13 +178,17 @@ def write_shards(cfg: DistillConfig, plan: Plan, work: WorkDir, out: Path) -> Da
     return writer.index()
 
 
-def distill(cfg: DistillConfig, out_dir: str | os.PathLike[str], *, progress: ProgressFn | None = None) -> DatasetIndex:
+def distill(cfg: DistillConfig, out_dir: str | os.PathLike[str], *, progress: ProgressFn | None = None,
+            device: str | torch.device | None = None) -> DatasetIndex:
     """Produce an INFER-distilled dataset in ``out_dir`` (resumable).
 
     Args:
         cfg: the whole configuration, teachers included.
         out_dir: output folder; an interrupted run's work folder inside it is resumed.
         progress: called with a :class:`Progress` after every step and every finished chunk.
+        device: where teachers run and compensators are optimized (default: CUDA when
+            available). Resume on the same kind of device: results differ in the last bits
+            between devices.
 
     Returns:
         The written index.
@@ -176,7 +201,7 @@ def distill(cfg: DistillConfig, out_dir: str | os.PathLike[str], *, progress: Pr
     out = Path(out_dir)
     if (out / INDEX_FILENAME).exists():
         raise ConfigError(f"{out} already holds a distilled dataset ({INDEX_FILENAME}); choose another --out or delete it")
-    plan = make_plan(cfg)
+    plan = make_plan(cfg, device)
     work = WorkDir(out, fingerprint(cfg, plan))
     chunks = [list(range(s, min(s + cfg.batch_groups, plan.g))) for s in range(0, plan.g, cfg.batch_groups)]
     per_chunk = plan.m * cfg.optim.iterations or 1

@@ -73,35 +73,39 @@ def random_crop_flip(x: torch.Tensor, pad: int, gen: torch.Generator) -> torch.T
 
 @torch.no_grad()
 def accuracy(model: nn.Module, source: Source, *, batch: int = 500) -> float:
-    """Top-1 accuracy in [0, 1] of ``model`` (switched to eval mode) on ``source``."""
+    """Top-1 accuracy in [0, 1] of ``model`` (switched to eval mode, on its own device) on ``source``."""
     model.eval()
-    mean, std = channel_view(source.mean, 4), channel_view(source.std, 4)
+    dev = next(model.parameters()).device
+    mean, std = channel_view(source.mean, 4, dev), channel_view(source.std, 4, dev)
     images, correct = all_images(source), 0
     for i in range(0, len(source), batch):
-        x = (images[i:i + batch].float() / 255 - mean) / std
-        correct += int((model(x).argmax(1) == source.targets[i:i + batch]).sum())
+        x = (images[i:i + batch].to(dev).float() / 255 - mean) / std
+        correct += int((model(x).argmax(1).cpu() == source.targets[i:i + batch]).sum())
     return correct / max(len(source), 1)
 
 
 def train_teacher(cfg: TeacherTrainConfig, train: Source, test: Source | None = None, *,
-                  on_epoch: Callable[[int, float], None] | None = None) -> tuple[nn.Module, float | None]:
-    """Train ``cfg.arch`` on ``train``; returns the model (eval mode) and its test accuracy.
+                  on_epoch: Callable[[int, float], None] | None = None,
+                  device: torch.device | str = "cpu") -> tuple[nn.Module, float | None]:
+    """Train ``cfg.arch`` on ``train``; returns the model (eval mode, on ``device``) and its test accuracy.
 
     Args:
         on_epoch: called with (epoch, mean training loss) after each epoch.
+        device: where the model trains; batches are augmented on the CPU and moved there.
 
     Raises:
         RegistryError: unknown architecture.
     """
-    torch.manual_seed(cfg.seed)
     c, h, _ = train.image_shape
-    model = create_teacher(cfg.arch, len(train.classes), in_channels=c, image_size=h)
+    with torch.random.fork_rng(devices=[]):  # seeded initialization without touching the caller's RNG
+        torch.manual_seed(cfg.seed)
+        model = create_teacher(cfg.arch, len(train.classes), in_channels=c, image_size=h).to(device)
     gen = torch.Generator().manual_seed(cfg.seed)
     loader = DataLoader(TensorDataset(all_images(train), train.targets), batch_size=cfg.batch_size, shuffle=True,
                         generator=gen, drop_last=len(train) > cfg.batch_size)
     opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=0.9, nesterov=True, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.epochs * len(loader), pct_start=0.25)
-    mean, std = channel_view(train.mean, 4), channel_view(train.std, 4)
+    mean, std = channel_view(train.mean, 4, device), channel_view(train.std, 4, device)
     for epoch in range(cfg.epochs):
         model.train()
         total, steps = 0.0, 0
@@ -109,6 +113,7 @@ def train_teacher(cfg: TeacherTrainConfig, train: Source, test: Source | None = 
             x = images.float() / 255
             if cfg.augment:
                 x = random_crop_flip(x, max(1, h // 8), gen)
+            x, targets = x.to(device, non_blocking=True), targets.to(device, non_blocking=True)
             loss = F.cross_entropy(model((x - mean) / std), targets, label_smoothing=cfg.label_smoothing)
             opt.zero_grad(set_to_none=True)
             loss.backward()

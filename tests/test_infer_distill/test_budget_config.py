@@ -87,3 +87,17 @@ def test_config_roundtrip_and_validation() -> None:
         create_preset("cifar10", label_codec="fp8")
     with pytest.raises(ConfigError, match="unexpected keyword argument 'bogus'"):
         DistillConfig.from_dict({"bogus": 1})
+
+
+def test_resolve_device_messages() -> None:
+    import torch
+
+    from infer_distill.pipeline import resolve_device
+
+    assert resolve_device("cpu") == torch.device("cpu")
+    assert resolve_device(None).type == ("cuda" if torch.cuda.is_available() else "cpu")
+    with pytest.raises(ConfigError, match="--device 'gpu0' is not a device; use cpu, cuda or cuda:N"):
+        resolve_device("gpu0")
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match="--device cuda: CUDA is not available here; use --device cpu"):
+            resolve_device("cuda")
