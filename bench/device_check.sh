@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue 4 GPU check, one script, under ~8 minutes on one H100/H200. Run from the project root:
+# GPU check of the training path, one script, under ~8 minutes on one H100/H200. Run from the project root:
 #   bash bench/device_check.sh            (writes $OUT, default runs/device_check)
 # (a) training-step throughput ratios on the GPU (bench/train.py, ResNet-18 student);
 # (b) DeviceLoader alone in instances/s and as a fraction of the device's copy bandwidth;
