@@ -45,7 +45,7 @@ class GroupRecord:
         """Compensators in the group."""
         return int(self.compensators.shape[0])
 
-    def validate(self, *, image_shape: tuple[int, int, int], num_classes: int, where: str) -> None:
+    def validate(self, *, image_shape: tuple[int, ...], num_classes: int, where: str) -> None:
         """Check shapes, dtypes and ranges against the dataset description.
 
         Args:
