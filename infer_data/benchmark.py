@@ -95,8 +95,9 @@ def bench_dataset(root: str | os.PathLike[str], *, batch_size: int = 256, worker
         ``{"instances", "rates": {path: {workers: rate}}, "device": {device: rate},
         "ratios": {path: {workers: rate / imagefolder rate}}}``.
     """
-    size = InferDataset(root, target="class", verify=False).index.dataset.image_shape[1]
-    result: dict[str, Any] = {"instances": len(InferDataset(root, target="class")), "batch_size": batch_size}
+    probe = InferDataset(root, target="class")  # also verifies every shard once up front
+    size = probe.index.dataset.image_shape[1]
+    result: dict[str, Any] = {"instances": len(probe), "batch_size": batch_size}
     rates = infer_rates(root, size, batch_size, workers, epochs)
     result["device"] = {device: device_rate(root, batch_size, device, epochs)}
     if baseline:
