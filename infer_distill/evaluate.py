@@ -164,9 +164,13 @@ def distributed(device: str | None = None) -> Iterator[torch.device]:
         logger.info("rank %d of %d on %s", dist.get_rank(), dist.get_world_size(), dev)
     try:
         yield dev
-    finally:
+    except BaseException:
         if owned:
             dist.destroy_process_group()
+        raise
+    if owned:  # every rank reaches this point before any tears the group down
+        dist.barrier()
+        dist.destroy_process_group()
 
 
 def evaluate(
