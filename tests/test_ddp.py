@@ -36,8 +36,10 @@ class Split:
 
 
 def _worker(rank: int, root: str, out: str, port: int) -> None:
+    # As under torchrun, the rendezvous store is hosted outside the ranks (here: by the test),
+    # so no rank's exit can pull the store from under another rank's teardown.
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
-                      LOCAL_RANK=str(rank), WORLD_SIZE=str(WORLD))
+                      LOCAL_RANK=str(rank), WORLD_SIZE=str(WORLD), TORCHELASTIC_USE_AGENT_STORE="True")
     torch.set_num_threads(1)
     ds = InferDataset(root)
     with distributed("cpu") as dev:
@@ -62,7 +64,10 @@ def _free_port() -> int:
 @pytest.mark.skipif(not torch.distributed.is_available() or not torch.distributed.is_gloo_available(), reason="needs gloo")
 def test_two_cpu_ranks_split_epochs_and_agree_on_weights(tmp_path: Path) -> None:
     root = write_dataset(tmp_path / "ds", make_groups(3, 4, 2, (3, 8, 8)))  # 36 instances
-    mp.spawn(_worker, args=(str(root), str(tmp_path), _free_port()), nprocs=WORLD, join=True)
+    port = _free_port()
+    store = torch.distributed.TCPStore("127.0.0.1", port, WORLD, is_master=True, wait_for_workers=False)
+    mp.spawn(_worker, args=(str(root), str(tmp_path), port), nprocs=WORLD, join=True)
+    del store
     r0, r1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(WORLD))
     assert int(r0["world"]) == int(r1["world"]) == WORLD
     for e in range(3):
