@@ -6,9 +6,11 @@ import json
 
 import click
 
+from .options import root_argument
+
 
 @click.command()
-@click.argument("root")
+@root_argument
 @click.option("--batch-size", default=256, show_default=True)
 @click.option("--workers", default="0,2", show_default=True, help="Comma-separated DataLoader worker counts.")
 @click.option("--device", default="cpu", show_default=True, help="Device of the GPU-resident loader.")
@@ -19,9 +21,6 @@ import click
 def bench(root: str, batch_size: int, workers: str, device: str, epochs: int, threads: int | None, no_baseline: bool,
           as_json: bool) -> None:
     """Loader throughput of ROOT: InferDataset, DeviceLoader and the ImageFolder baseline."""
-    from infer_data.remote import resolve_root
-
-    root = str(resolve_root(root))
     from infer_data.benchmark import bench_dataset
     from infer_data.errors import ConfigError
 

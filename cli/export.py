@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import click
 
+from .options import root_argument
+
 
 @click.command()
-@click.argument("root")
+@root_argument
 @click.option("--out", required=True, type=click.Path(), help="New folder to create.")
 @click.option("--layout", type=click.Choice(["imagefolder", "reference"]), default="imagefolder", show_default=True,
               help="imagefolder: OUT/<class>/<n>.ext; reference: OUT/new{c:03d}/class{c:03d}_id{i:03d}.ext")
@@ -15,9 +17,6 @@ import click
 @click.option("--quality", default=75, show_default=True, help="JPEG quality.")
 def export(root: str, out: str, layout: str, image_format: str | None, quality: int) -> None:
     """Materialize every instance as an image file, plus labels.npy, files.txt and targets.txt."""
-    from infer_data.remote import resolve_root
-
-    root = str(resolve_root(root))
     from tqdm import tqdm
 
     from infer_data.export import export_dataset

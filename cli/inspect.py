@@ -7,6 +7,8 @@ import sys
 
 import click
 
+from .options import root_argument
+
 
 def _human(n: int) -> str:
     for unit in ("B", "KiB", "MiB", "GiB"):
@@ -17,13 +19,10 @@ def _human(n: int) -> str:
 
 
 @click.command()
-@click.argument("root")
+@root_argument
 @click.option("--json", "as_json", is_flag=True, help="Print the whole index as JSON.")
 def info(root: str, as_json: bool) -> None:
     """What the distilled dataset at ROOT is: source, counts, codecs, provenance."""
-    from infer_data.remote import resolve_root
-
-    root = str(resolve_root(root))
     from infer_data.index import read_index
 
     ix = read_index(root)
@@ -55,13 +54,10 @@ def _codec(spec: dict[str, object]) -> str:
 
 
 @click.command()
-@click.argument("root")
+@root_argument
 @click.option("-q", "--quiet", is_flag=True, help="Print problems only.")
 def verify(root: str, quiet: bool) -> None:
     """Check every shard's sha256 and decode every group; exit 1 naming each bad shard."""
-    from infer_data.remote import resolve_root
-
-    root = str(resolve_root(root))
     from infer_data.verify import verify_dataset
 
     report = verify_dataset(root)

@@ -6,17 +6,16 @@ import json
 
 import click
 
+from .options import root_argument
+
 
 @click.command()
-@click.argument("root")
+@root_argument
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.option("--max-exact", default=20_000, show_default=True,
               help="Encode every instance for the reference-layout size up to this many; sample beyond.")
 def stats(root: str, as_json: bool, max_exact: int) -> None:
     """Exact stored bytes by field, the reference layout's bytes, and ratios to the original."""
-    from infer_data.remote import resolve_root
-
-    root = str(resolve_root(root))
     from infer_data.stats import compute_stats
 
     s = compute_stats(root, max_exact=max_exact)
