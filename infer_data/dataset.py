@@ -1,29 +1,28 @@
 """InferDataset: a map-style ``torch.utils.data.Dataset`` over a distilled shard folder.
 
-The stored factors are loaded once (uint8 bases, compensators, labels); instances
-``clamp(x_i / 255 + u_j, 0, 1)`` are composed on access, so no float copy of the expanded set
-ever exists. Lossy (JPEG) bases are decoded per group on demand behind a bounded cache.
+Opening reads ``index.json`` and the shard sizes, nothing more, so it takes the same time at
+any number of groups. Groups are decoded on first use into a memory-mapped cache shared by every
+process on the machine (see :mod:`infer_data.store`); instances ``clamp(x_i / 255 + u_j, 0, 1)``
+are composed per batch from the uint8 bases and the compensators, so no float copy of the
+expanded set ever exists.
 """
 
 from __future__ import annotations
 
 import os
-from collections import OrderedDict
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .codecs import Members
 from .compose import compose, normalize
-from .constants import GROUP_KEY
 from .errors import ConfigError
-from .index import DatasetIndex, read_index
+from .index import DatasetIndex
 from .indexing import expand
-from .remote import resolve_root
-from .reader import GroupSchema, check_shard_file, decode_group, group_members, shard_path
+from .remote import default_cache_dir, resolve_root
+from .store import Factors, GroupStore, open_index
 
 TARGETS = ("soft", "class")
 LAZY_BASE_CODECS = ("jpeg",)
@@ -44,9 +43,11 @@ class InferDataset(Dataset[tuple[torch.Tensor, Any]]):
     """The instances of a distilled dataset.
 
     ``len(ds)`` is K * (M + 1) * G; ``ds[i]`` is ``(image, target)`` with image float32
-    (C, H, W) = clamp(base / 255 + u, 0, 1) (normalized with the stored mean/std when
-    ``normalize``, then ``transform``) and target the static soft-label logits, float32 (NC,),
-    or the hard class id (int) when ``target="class"``. Instance order is defined in
+    (C, H, W) = clamp(base / 255 + u, 0, 1) (after ``batch_transform``, normalized with the stored
+    mean/std when ``normalize``, then ``transform``) and target the static soft-label logits,
+    float32 (NC,), or the hard class id (int) when ``target="class"``. ``ds[indices]`` with a list
+    or int64 tensor of indices returns a whole batch ``(images (B, C, H', W'), targets (B, NC) or
+    (B,))`` (see :func:`infer_data.batches.batch_loader`). Instance order is defined in
     :mod:`infer_data.indexing`.
 
     Args:
@@ -55,16 +56,18 @@ class InferDataset(Dataset[tuple[torch.Tensor, Any]]):
             ``cache_dir`` once (see :mod:`infer_data.remote`).
         target: ``"soft"`` (stored logits) or ``"class"`` (hard class id).
         transform: callable on the (C, H, W) float image.
-        batch_transform: callable on a whole (B, C, H, W) float batch in [0, 1], applied in
-            ``__getitems__`` (and to single items as a batch of one) before normalization and
-            ``transform``; e.g. :class:`infer_data.transforms.RandomCropFlip` for vectorized
-            augmentation (its zero padding is black, as torchvision's RandomCrop before
-            ToTensor/Normalize).
+        batch_transform: callable on a whole (B, C, H, W) float batch in [0, 1], applied before
+            normalization and ``transform``; e.g. :class:`infer_data.transforms.RandomCropFlip`.
+            An object with a ``from_factors(bases, base_idx, comps, comp_idx)`` method builds the
+            batch from the uint8 factors itself (e.g. ``RandomResizedCropFlip``: crop before
+            converting to float).
         target_transform: callable on the target.
         normalize: subtract the stored mean and divide by the stored std.
-        verify: check each shard's sha256 as it is loaded (on by default; size is always checked).
-        cache_groups: decoded groups kept for lazily decoded (JPEG) bases.
-        cache_dir: where URL datasets are mirrored (default ``$INFER_CACHE`` or ``~/.cache/infer``).
+        verify: check each shard's sha256 before the first group is decoded from it (on by
+            default; shard sizes are always checked at open).
+        cache_dir: cache root: URL datasets are mirrored under it and decoded groups are kept in
+            its ``decoded/`` folder (default ``$INFER_CACHE`` or ``~/.cache/infer``). The decoded
+            cache takes the raw size of the stored factors on disk (``ds.store.nbytes``).
 
     Raises:
         DatasetNotFoundError: no index at ``root`` or a shard missing.
@@ -83,51 +86,65 @@ class InferDataset(Dataset[tuple[torch.Tensor, Any]]):
         target_transform: Callable[[Any], Any] | None = None,
         normalize: bool = False,
         verify: bool = True,
-        cache_groups: int = 8,
         cache_dir: str | os.PathLike[str] | None = None,
     ) -> None:
         self.source = str(root)
-        self.root = resolve_root(root, cache_dir)
-        self.index: DatasetIndex = read_index(self.root)
+        self.root = Path(resolve_root(root, cache_dir))
+        index, index_bytes = open_index(self.root)
+        self.index: DatasetIndex = index
         self.target = verify_choice(target, "target", TARGETS)
         self.transform, self.target_transform = transform, target_transform
         self.batch_transform = batch_transform
         self.normalize = normalize
-        self._schema = GroupSchema(self.index)
-        if self.target == "soft" and not self._schema.has_labels:
+        cache_root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+        self.store = GroupStore(self.root, index, index_bytes, cache_root=cache_root, verify=verify)
+        if self.target == "soft" and not self.has_labels:
             raise ConfigError(f"{self.root}: stores no soft labels (labels codec 'none'); use target='class'")
-        self.k, self.m = self.index.method.k, self.index.method.m
-        self.lazy_bases = self.index.codecs["base"]["name"] in LAZY_BASE_CODECS
-        self._cache_size = max(1, cache_groups)
-        self._cache: OrderedDict[int, torch.Tensor] = OrderedDict()
-        self._load(verify)
-        self.mean = torch.tensor(self.index.dataset.mean, dtype=torch.float32)
-        self.std = torch.tensor(self.index.dataset.std, dtype=torch.float32)
+        self.k, self.m = index.method.k, index.method.m
+        self.mean = torch.tensor(index.dataset.mean, dtype=torch.float32)
+        self.std = torch.tensor(index.dataset.std, dtype=torch.float32)
+        self._class_ids: torch.Tensor | None = None
 
-    def _load(self, verify: bool) -> None:
-        g_total, (c, h, w) = self.index.num_groups, self.index.dataset.image_shape
-        self.bases: torch.Tensor | None = None if self.lazy_bases else torch.empty((g_total, self.k, c, h, w), dtype=torch.uint8)
-        self._encoded: list[Members] = []
-        comps, labels, ids, src = [], [], [], []
-        for entry in self.index.shards:
-            path = shard_path(self.root, entry)
-            check_shard_file(path, entry, verify=verify)
-            for g, members in group_members(path, entry, self._schema):
-                where = f"{path} group {GROUP_KEY.format(g)}"
-                rec = decode_group(members, self._schema, where, bases=not self.lazy_bases)
-                if self.bases is not None:
-                    self.bases[g] = torch.from_numpy(rec.bases)
-                else:
-                    self._encoded.append({s: b for s, b in members.items() if s.startswith("base")})
-                comps.append(torch.from_numpy(rec.compensators.astype(np.float32)))
-                if rec.labels is not None:
-                    labels.append(torch.from_numpy(rec.labels))
-                ids.append(torch.from_numpy(rec.class_ids))
-                src.append(torch.from_numpy(rec.source_indices))
-        self.compensators = torch.stack(comps)  # (G, M, C, H, W) float32
-        self.labels: torch.Tensor | None = torch.stack(labels) if labels else None  # (G, K*(M+1), NC)
-        self.class_ids = torch.stack(ids)  # (G, K) int64
-        self.source_indices = torch.stack(src)  # (G, K) int64
+    @property
+    def has_labels(self) -> bool:
+        """Whether the dataset stores soft labels (labels codec other than ``none``)."""
+        return self.store.schema.has_labels
+
+    @property
+    def num_groups(self) -> int:
+        """G."""
+        return self.index.num_groups
+
+    def ensure_groups(self, groups: Sequence[int] | torch.Tensor) -> None:
+        """Decode the groups ``groups`` into the shared cache if they are not there yet."""
+        self.store.ensure(groups.tolist() if isinstance(groups, torch.Tensor) else groups)
+
+    def factors(self, *, decode_all: bool = False) -> Factors:
+        """The stored factors as tensors over the decoded cache (see :class:`infer_data.store.Factors`).
+
+        Only groups passed to :meth:`ensure_groups` (or all, with ``decode_all``) hold data.
+        """
+        if decode_all:
+            self.ensure_groups(range(self.num_groups))
+        return self.store.factors()
+
+    def group(self, g: int) -> Factors:
+        """Group ``g``'s factors, decoded on demand: bases uint8 (K, C, H, W), compensators
+        float32 (M, C, H, W), labels float16 (K * (M + 1), NC) or None, class ids and source
+        indices int64 (K,)."""
+        if not 0 <= g < self.num_groups:
+            raise IndexError(f"group {g} out of range for {self.num_groups} groups")
+        self.ensure_groups([g])
+        f = self.store.factors()
+        return Factors(f.bases[g], f.compensators[g], None if f.labels is None else f.labels[g], f.class_ids[g], f.source_indices[g])
+
+    @property
+    def class_ids(self) -> torch.Tensor:
+        """int64 (G, K): the class of every base image, read from the groups' meta.json only."""
+        if self._class_ids is None:
+            ids = [torch.from_numpy(self.store.read_meta(g)["class_ids"]) for g in range(self.num_groups)]
+            self._class_ids = torch.stack(ids)
+        return self._class_ids
 
     # -- the torchvision dataset contract --------------------------------------------------
 
@@ -150,32 +167,18 @@ class InferDataset(Dataset[tuple[torch.Tensor, Any]]):
     def __len__(self) -> int:
         return self.index.num_instances
 
-    def _check(self, i: int) -> int:
+    def _indices(self, indices: Sequence[int] | torch.Tensor) -> torch.Tensor:
+        """int64 (B,) flat indices in 0..N-1 (negative ones count from the end).
+
+        Raises:
+            IndexError: an index outside -N..N-1.
+        """
+        idx = torch.as_tensor(indices, dtype=torch.int64).reshape(-1)
         n = len(self)
-        if not -n <= i < n:
-            raise IndexError(f"index {i} out of range for {n} instances")
-        return i % n
-
-    def group_bases(self, g: int) -> torch.Tensor:
-        """uint8 (K, C, H, W) base images of group ``g`` (decoded on demand when lossy)."""
-        if self.bases is not None:
-            return self.bases[g]
-        if g in self._cache:
-            self._cache.move_to_end(g)
-            return self._cache[g]
-        where = f"{self.root} group {GROUP_KEY.format(g)}"
-        arr = self._schema.codecs["base"].decode(self._encoded[g], self._schema.shapes.base, where)
-        t = torch.from_numpy(arr)
-        self._cache[g] = t
-        if len(self._cache) > self._cache_size:
-            self._cache.popitem(last=False)
-        return t
-
-    def base_tensor(self) -> torch.Tensor:
-        """All base images, uint8 (G, K, C, H, W); decodes every group when lossy."""
-        if self.bases is not None:
-            return self.bases
-        return torch.stack([self.group_bases(g) for g in range(self.index.num_groups)])
+        bad = (idx < -n) | (idx >= n)
+        if bool(bad.any()):
+            raise IndexError(f"index {int(idx[bad][0])} out of range for {n} instances")
+        return idx % n if n else idx
 
     def compose_batch(self, indices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Images and targets of a batch of flat indices, without the transforms.
@@ -184,28 +187,48 @@ class InferDataset(Dataset[tuple[torch.Tensor, Any]]):
             float32 (B, C, H, W) images (normalized if asked) and the targets: float32
             (B, NC) logits for ``target="soft"``, int64 (B,) class ids for ``"class"``.
         """
-        x, t = self._compose_raw(indices)
+        x, t = self._compose(self._indices(indices), None)
         return (normalize(x, self.mean, self.std) if self.normalize else x), t
 
-    def _compose_raw(self, indices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Un-normalized [0, 1] images (B, C, H, W) and targets of flat indices."""
-        group, view, slot = expand(indices, self.k, self.m)
-        if self.bases is not None:
-            x = compose(self.bases, self.compensators, group, view, slot)
+    def _compose(self, idx: torch.Tensor, batch_transform: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        """[0, 1] images (B, C, H', W') after ``batch_transform``, and targets, of flat indices."""
+        group, view, slot = expand(idx, self.k, self.m)
+        self.ensure_groups(group.unique())
+        f = self.store.factors()
+        if hasattr(batch_transform, "from_factors"):
+            comps = f.compensators.flatten(0, 1) if self.m else None
+            comp_idx = torch.where(view > 0, group * self.m + view - 1, -1)
+            x = batch_transform.from_factors(f.bases.flatten(0, 1), group * self.k + slot, comps, comp_idx)
         else:
-            uniq = group.unique().tolist()
-            stack = torch.stack([self.group_bases(g) for g in uniq])  # (U, K, C, H, W)
-            remap = torch.zeros(int(group.max()) + 1, dtype=torch.int64)
-            remap[torch.tensor(uniq)] = torch.arange(len(uniq))
-            x = compose(stack, self.compensators[torch.tensor(uniq)], remap[group], view, slot)
+            x = compose(f.bases, f.compensators, group, view, slot)
+            if batch_transform is not None:
+                x = batch_transform(x)
         if self.target == "soft":
-            t = self.labels[group, view * self.k + slot].to(torch.float32)  # type: ignore[index]
+            t = f.labels[group, view * self.k + slot].to(torch.float32)  # type: ignore[index]
         else:
-            t = self.class_ids[group, slot]
+            t = f.class_ids[group, slot].clone()
         return x, t
 
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, Any]:
-        return self.__getitems__([i])[0]
+    def get_batch(self, indices: Sequence[int] | torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """A whole batch: images (B, C, H', W') and targets (float32 (B, NC) or int64 (B,)).
+
+        Order: compose in [0, 1] (or ``batch_transform.from_factors``), ``batch_transform``,
+        normalize, then ``transform`` per image and ``target_transform`` on the batch of targets.
+        """
+        x, t = self._compose(self._indices(indices), self.batch_transform)
+        if self.normalize:
+            x = normalize(x, self.mean, self.std)
+        if self.transform is not None:
+            x = torch.stack([self.transform(img) for img in x])
+        if self.target_transform is not None:
+            t = self.target_transform(t)
+        return x, t
+
+    def __getitem__(self, i: int | Sequence[int] | torch.Tensor) -> Any:
+        """``ds[i]`` -> ``(image, target)``; ``ds[list or tensor of indices]`` -> a whole batch."""
+        if isinstance(i, torch.Tensor) and i.dim() > 0 or isinstance(i, (Sequence, range)) or getattr(i, "ndim", 0) > 0:
+            return self.get_batch(i)  # type: ignore[arg-type]
+        return self.__getitems__([int(i)])[0]  # type: ignore[arg-type]
 
     def __getitems__(self, indices: Sequence[int]) -> list[tuple[torch.Tensor, Any]]:
         """Batched access used by ``DataLoader``: one vectorized composite per batch.
@@ -213,13 +236,10 @@ class InferDataset(Dataset[tuple[torch.Tensor, Any]]):
         Order per batch: compose in [0, 1], ``batch_transform``, normalize, then per sample
         ``transform`` and ``target_transform``.
         """
-        idx = torch.tensor([self._check(int(i)) for i in indices], dtype=torch.int64)
-        x, t = self._compose_raw(idx)
-        if self.batch_transform is not None:
-            x = self.batch_transform(x)
+        x, t = self._compose(self._indices(indices), self.batch_transform)
         if self.normalize:
             x = normalize(x, self.mean, self.std)
-        return [self._finish(x[b], t[b]) for b in range(len(idx))]
+        return [self._finish(x[b], t[b]) for b in range(len(t))]
 
     def _finish(self, x: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, Any]:
         target: Any = t if self.target == "soft" else int(t)
@@ -239,14 +259,10 @@ class InferDataset(Dataset[tuple[torch.Tensor, Any]]):
             f"    Groups: G={ix.num_groups}, K={self.k}, M={self.m}, teachers={ix.method.teachers}",
             "    Codecs: " + ", ".join(f"{f}={s['name']}" for f, s in ix.codecs.items()),
             f"    Target: {self.target}, normalize={self.normalize}",
+            f"    Decoded cache: {self.store.path}",
         ]
         if self.batch_transform is not None:
             lines.append(f"    Batch transform: {self.batch_transform!r}")
         if self.transform is not None:
             lines.append(f"    Transform: {self.transform!r}")
         return "\n".join(lines)
-
-    def __getstate__(self) -> dict[str, Any]:
-        state = dict(self.__dict__)
-        state["_cache"] = OrderedDict()
-        return state

@@ -131,8 +131,13 @@ def export_dataset(
 def _write_labels(ds: InferDataset, tmp: Path, paths: list[str]) -> int:
     (tmp / "files.txt").write_text("\n".join(paths) + "\n")
     (tmp / "targets.txt").write_text("\n".join(map(str, ds.targets)) + "\n")
-    if ds.labels is None:
+    if not ds.has_labels:
         return 0
-    logits = ds.labels.to(torch.float32).reshape(-1, ds.labels.shape[-1]).numpy()  # (N, NC), instance order
-    np.save(tmp / "labels.npy", logits, allow_pickle=False)
+    nc = ds.index.dataset.num_classes
+    rows = ds.k * (ds.m + 1)
+    logits = np.lib.format.open_memmap(tmp / "labels.npy", mode="w+", dtype=np.float32, shape=(len(ds), nc))  # (N, NC), instance order
+    for g in range(ds.num_groups):  # one group at a time: memory stays at one group's labels
+        logits[g * rows:(g + 1) * rows] = ds.group(g).labels.to(torch.float32).numpy()  # type: ignore[union-attr]
+    logits.flush()
+    del logits
     return int((tmp / "labels.npy").stat().st_size)

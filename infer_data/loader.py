@@ -95,9 +95,9 @@ class DeviceData:
 
     @classmethod
     def from_dataset(cls, dataset: InferDataset) -> DeviceData:
-        """The factors of an :class:`InferDataset` (lossy bases are decoded once)."""
-        return cls(dataset.base_tensor(), dataset.compensators, dataset.labels, dataset.class_ids,
-                   dataset.mean, dataset.std, dataset.index.dataset.num_classes)
+        """The factors of an :class:`InferDataset`: every group decoded once into its shared cache, not copied."""
+        f = dataset.factors(decode_all=True)
+        return cls(f.bases, f.compensators, f.labels, f.class_ids, dataset.mean, dataset.std, dataset.index.dataset.num_classes)
 
     def to(self, device: torch.device) -> DeviceData:
         """A copy with every tensor on ``device``."""

@@ -36,11 +36,12 @@ def preview_grid(ds: InferDataset, group: int = 0, *, max_classes: int = 10, min
     n = min(k, max_classes)
     h = ds.index.dataset.image_shape[1]
     scale = max(1, -(-min_size // h))
-    bases = ds.group_bases(group)[:n].numpy()
+    grp = ds.group(group)
+    bases = grp.bases[:n].numpy()
     blank = np.full_like(_tile(bases[0], scale), 255)
     rows = [[blank] + [_tile(b, scale) for b in bases]]
     for j in range(m):
-        u = ds.compensators[group, j]
+        u = grp.compensators[j]
         vis = (0.5 + u / (2 * u.abs().max().clamp(min=1e-8))).mul(255).round().clamp(0, 255).to(torch.uint8).numpy()
         idx = torch.tensor([group * k * (m + 1) + (j + 1) * k + s for s in range(n)])
         x, _ = ds.compose_batch(idx)

@@ -13,7 +13,7 @@ import tarfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -23,6 +23,9 @@ from .errors import DatasetNotFoundError, FormatError, IntegrityError
 from .index import DatasetIndex, ShardEntry
 from .record import GroupRecord
 from .writer import sha256_file
+
+T = TypeVar("T")
+MemberRef = tuple[int, int]  # (offset of the member's data in the shard, size in bytes)
 
 
 @dataclass
@@ -87,8 +90,10 @@ def check_shard_file(path: Path, entry: ShardEntry, *, verify: bool = True) -> N
             )
 
 
-def iter_members(path: Path, schema: GroupSchema) -> Iterator[tuple[str, str, bytes]]:
-    """Yield ``(key, suffix, data)`` for every member of a tar shard, bounded by the schema.
+def _tar_entries(path: Path, schema: GroupSchema) -> Iterator[tuple[tarfile.TarFile, tarfile.TarInfo, str, str]]:
+    """Yield ``(tar, info, key, suffix)`` for every member header of a shard, bounded by the schema.
+
+    Only headers are read (the tar module seeks over member data).
 
     Raises:
         FormatError: not a tar, a non-file member, a name outside the schema, an oversized member.
@@ -104,17 +109,37 @@ def iter_members(path: Path, schema: GroupSchema) -> Iterator[tuple[str, str, by
                     raise FormatError(f"{where}: unexpected member for codecs {schema.index.codecs}; the shard does not match index.json")
                 if info.size > schema.bounds[suffix]:
                     raise FormatError(f"{where}: {info.size} bytes exceeds the {schema.bounds[suffix]} its declared shape allows")
-                f = tar.extractfile(info)
-                data = f.read() if f is not None else b""
-                if len(data) != info.size:
-                    raise FormatError(f"{where}: truncated member; re-download the shard")
-                yield key, suffix, data
+                yield tar, info, key, suffix
     except tarfile.TarError as exc:
         raise FormatError(f"{path}: not a readable tar file ({exc}); re-download the shard") from exc
 
 
-def group_members(path: Path, entry: ShardEntry, schema: GroupSchema) -> Iterator[tuple[int, Members]]:
-    """Group consecutive members into ``(global group number, {suffix: bytes})``, in order.
+def iter_members(path: Path, schema: GroupSchema) -> Iterator[tuple[str, str, bytes]]:
+    """Yield ``(key, suffix, data)`` for every member of a tar shard, bounded by the schema.
+
+    Raises:
+        FormatError: not a tar, a non-file member, a name outside the schema, an oversized or
+            truncated member.
+    """
+    for tar, info, key, suffix in _tar_entries(path, schema):
+        f = tar.extractfile(info)
+        data = f.read() if f is not None else b""
+        if len(data) != info.size:
+            raise FormatError(f"{path} member '{info.name}': truncated member; re-download the shard")
+        yield key, suffix, data
+
+
+def iter_member_refs(path: Path, schema: GroupSchema) -> Iterator[tuple[str, str, MemberRef]]:
+    """Yield ``(key, suffix, (offset, size))`` for every member, reading headers only.
+
+    ``offset`` is the byte position of the member's data in the shard file.
+    """
+    for _, info, key, suffix in _tar_entries(path, schema):
+        yield key, suffix, (info.offset_data, info.size)
+
+
+def _grouped(items: Iterator[tuple[str, str, T]], path: Path, entry: ShardEntry, schema: GroupSchema) -> Iterator[tuple[int, dict[str, T]]]:
+    """Group consecutive ``(key, suffix, value)`` into ``(global group number, {suffix: value})``.
 
     Raises:
         FormatError: keys out of order, a group with missing members, or a group count that
@@ -123,16 +148,16 @@ def group_members(path: Path, entry: ShardEntry, schema: GroupSchema) -> Iterato
     want = sorted(schema.bounds) if schema.has_labels else sorted(s for s in schema.bounds if not s.startswith("label"))
     expected = [GROUP_KEY.format(entry.first_group + i) for i in range(entry.groups)]
     current: str | None = None
-    members: Members = {}
+    members: dict[str, T] = {}
     n = 0
 
-    def finish() -> tuple[int, Members]:
+    def finish() -> tuple[int, dict[str, T]]:
         missing = [s for s in want if s not in members]
         if missing:
             raise FormatError(f"{path} group {current}: missing member '{current}.{missing[0]}'; the shard is incomplete, re-download it")
         return entry.first_group + n, members
 
-    for key, suffix, data in iter_members(path, schema):
+    for key, suffix, value in items:
         if key != current:
             if current is not None:
                 yield finish()
@@ -142,12 +167,48 @@ def group_members(path: Path, entry: ShardEntry, schema: GroupSchema) -> Iterato
             current, members = key, {}
         if suffix in members:
             raise FormatError(f"{path}: member '{key}.{suffix}' appears twice")
-        members[suffix] = data
+        members[suffix] = value
     if current is not None:
         yield finish()
         n += 1
     if n != entry.groups:
         raise FormatError(f"{path}: holds {n} groups but index.json declares {entry.groups}; the shard is truncated or rewritten")
+
+
+def group_members(path: Path, entry: ShardEntry, schema: GroupSchema) -> Iterator[tuple[int, Members]]:
+    """Group consecutive members into ``(global group number, {suffix: bytes})``, in order.
+
+    Raises:
+        FormatError: keys out of order, a group with missing members, or a group count that
+            differs from the index.
+    """
+    yield from _grouped(iter_members(path, schema), path, entry, schema)
+
+
+def group_member_refs(path: Path, entry: ShardEntry, schema: GroupSchema) -> list[tuple[int, dict[str, MemberRef]]]:
+    """Every group's ``{suffix: (offset, size)}`` in a shard, from its headers only.
+
+    Raises:
+        FormatError: as :func:`group_members`.
+    """
+    return list(_grouped(iter_member_refs(path, schema), path, entry, schema))
+
+
+def read_members(path: Path, refs: dict[str, MemberRef]) -> Members:
+    """The bytes of the members at ``refs`` (offsets from :func:`group_member_refs`).
+
+    Raises:
+        FormatError: the file ends before a member does.
+    """
+    out: Members = {}
+    with open(path, "rb") as f:
+        for suffix, (offset, size) in sorted(refs.items(), key=lambda kv: kv[1][0]):
+            f.seek(offset)
+            data = f.read(size)
+            if len(data) != size:
+                raise FormatError(f"{path} member '{suffix}': truncated member; re-download the shard")
+            out[suffix] = data
+    return out
 
 
 def decode_meta(members: Members, schema: GroupSchema, where: str) -> dict[str, Any]:

@@ -180,7 +180,7 @@ def _check_compatible(dataset: InferDataset, test_source: EvalSource, teachers: 
                           "pass the test split of the dataset it was distilled from")
     if config.labels == "dynamic" and not teachers:
         raise ConfigError("labels='dynamic' needs teacher networks to relabel each batch; pass --teacher ARCH=CHECKPOINT (one or more)")
-    if config.labels == "static" and dataset.labels is None:
+    if config.labels == "static" and not dataset.has_labels:
         raise ConfigError(f"{dataset.root} stores no soft labels; use labels='dynamic' with --teacher ARCH=CHECKPOINT")
 
 

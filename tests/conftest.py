@@ -35,3 +35,9 @@ def dataset_factory(tmp_path: Path) -> Callable[..., Path]:
         return write_dataset(tmp_path / f"ds{next(counter)}", groups, **kw)
 
     return make
+
+
+@pytest.fixture(autouse=True)
+def _private_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test gets its own cache root (URL mirrors, decoded groups), never the user's."""
+    monkeypatch.setenv("INFER_CACHE", str(tmp_path_factory.mktemp("infer-cache")))

@@ -89,17 +89,22 @@ def test_distributed_sampler_splits_each_epoch_exactly(tiny_dir: Path) -> None:
         assert seen == Counter(range(36))
 
 
-def test_lazy_jpeg_bases_decode_per_group_behind_a_bounded_cache(dataset_factory) -> None:
+def test_jpeg_bases_decode_per_group_on_first_use(dataset_factory) -> None:
     groups = make_groups(4, 3, 1, (3, 16, 16))
     root = dataset_factory(groups, codecs={"base": {"name": "jpeg", "quality": 95}})
-    ds = InferDataset(root, cache_groups=2)
-    assert ds.bases is None and ds.lazy_bases
+    ds = InferDataset(root)
+    ready = ds.store.path / "ready"
+    assert sorted(p.name for p in ready.iterdir()) == []
+    x23 = ds[23][0]  # instance 23 lives in group 23 // (3 * 2) = 3
+    assert sorted(p.name for p in ready.iterdir()) == ["g000003"]
     xs = [ds[i][0] for i in range(len(ds))]
-    assert len(ds._cache) == 2
-    assert ds.base_tensor().shape == (4, 3, 3, 16, 16)
+    assert torch.equal(xs[23], x23)
+    assert ds.factors().bases.shape == (4, 3, 3, 16, 16)
     assert all(x.shape == (3, 16, 16) and 0 <= x.min() and x.max() <= 1 for x in xs)
     batch = ds.__getitems__([0, 23, 5])
     assert torch.equal(batch[1][0], xs[23])
+    images, targets = ds[[0, 23, 5]]
+    assert images.shape == (3, 3, 16, 16) and targets.shape == (3, 3) and torch.equal(images[1], xs[23])
 
 
 def test_batch_transform_crops_each_sample_from_its_padded_copy(tiny_dir: Path) -> None:

@@ -96,9 +96,9 @@ def test_device_composites_equal_dataset_composites_cuda(ds: InferDataset) -> No
 def test_lossy_bases_are_decoded_once(tmp_path: Path) -> None:
     root = write_dataset(tmp_path / "jpeg", make_groups(2, 3, 1, (3, 8, 8)), codecs={"base": "jpeg"})
     lazy = InferDataset(root)
-    assert lazy.bases is None
     data = DeviceData.from_dataset(lazy)
-    assert torch.equal(data.bases, lazy.base_tensor())
+    assert sorted(p.name for p in (lazy.store.path / "ready").iterdir()) == ["g000000", "g000001"]
+    assert torch.equal(data.bases, torch.stack([lazy.group(g).bases for g in range(2)]))
     x, _ = next(iter(DeviceLoader(data, batch_size=4, augment="none", mixup_beta=0, normalize=False, shuffle=False)))
     assert torch.allclose(x, lazy.compose_batch(torch.arange(4))[0])
 
