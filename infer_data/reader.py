@@ -13,7 +13,7 @@ import tarfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import IO, Any, TypeVar
 
 import numpy as np
 
@@ -90,16 +90,17 @@ def check_shard_file(path: Path, entry: ShardEntry, *, verify: bool = True) -> N
             )
 
 
-def _tar_entries(path: Path, schema: GroupSchema) -> Iterator[tuple[tarfile.TarFile, tarfile.TarInfo, str, str]]:
+def _tar_entries(path: Path, schema: GroupSchema, fileobj: IO[bytes] | None = None) -> Iterator[tuple[tarfile.TarFile, tarfile.TarInfo, str, str]]:
     """Yield ``(tar, info, key, suffix)`` for every member header of a shard, bounded by the schema.
 
-    Only headers are read (the tar module seeks over member data).
+    From ``path`` only headers are read (the tar module seeks over member data); from a
+    ``fileobj`` the shard is read once, front to back, as a stream.
 
     Raises:
         FormatError: not a tar, a non-file member, a name outside the schema, an oversized member.
     """
     try:
-        with tarfile.open(path, mode="r:") as tar:
+        with (tarfile.open(path, mode="r:") if fileobj is None else tarfile.open(fileobj=fileobj, mode="r|")) as tar:
             for info in tar:
                 key, _, suffix = info.name.partition(".")
                 where = f"{path} member '{info.name}'"
@@ -114,14 +115,16 @@ def _tar_entries(path: Path, schema: GroupSchema) -> Iterator[tuple[tarfile.TarF
         raise FormatError(f"{path}: not a readable tar file ({exc}); re-download the shard") from exc
 
 
-def iter_members(path: Path, schema: GroupSchema) -> Iterator[tuple[str, str, bytes]]:
+def iter_members(path: Path, schema: GroupSchema, fileobj: IO[bytes] | None = None) -> Iterator[tuple[str, str, bytes]]:
     """Yield ``(key, suffix, data)`` for every member of a tar shard, bounded by the schema.
+
+    With ``fileobj`` the shard's bytes come from it, read once as a stream (``path`` names it).
 
     Raises:
         FormatError: not a tar, a non-file member, a name outside the schema, an oversized or
             truncated member.
     """
-    for tar, info, key, suffix in _tar_entries(path, schema):
+    for tar, info, key, suffix in _tar_entries(path, schema, fileobj):
         f = tar.extractfile(info)
         data = f.read() if f is not None else b""
         if len(data) != info.size:
@@ -175,14 +178,16 @@ def _grouped(items: Iterator[tuple[str, str, T]], path: Path, entry: ShardEntry,
         raise FormatError(f"{path}: holds {n} groups but index.json declares {entry.groups}; the shard is truncated or rewritten")
 
 
-def group_members(path: Path, entry: ShardEntry, schema: GroupSchema) -> Iterator[tuple[int, Members]]:
+def group_members(path: Path, entry: ShardEntry, schema: GroupSchema, fileobj: IO[bytes] | None = None) -> Iterator[tuple[int, Members]]:
     """Group consecutive members into ``(global group number, {suffix: bytes})``, in order.
+
+    With ``fileobj`` the shard is read from it as a stream (see :func:`iter_members`).
 
     Raises:
         FormatError: keys out of order, a group with missing members, or a group count that
             differs from the index.
     """
-    yield from _grouped(iter_members(path, schema), path, entry, schema)
+    yield from _grouped(iter_members(path, schema, fileobj), path, entry, schema)
 
 
 def group_member_refs(path: Path, entry: ShardEntry, schema: GroupSchema) -> list[tuple[int, dict[str, MemberRef]]]:
