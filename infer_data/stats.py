@@ -115,8 +115,9 @@ def materialized_bytes(ds: InferDataset, *, max_exact: int = 20_000, sample: int
     n = len(ds)
     idx = torch.arange(n) if n <= max_exact else torch.linspace(0, n - 1, sample).round().long()
     total = 0
-    for start in range(0, len(idx), 512):
-        x, _ = ds.compose_batch(idx[start : start + 512])
+    step = max(1, (1 << 22) // int(torch.tensor(ds.index.dataset.image_shape).prod()))  # ~16 MB of float32 images per batch
+    for start in range(0, len(idx), step):
+        x, _ = ds.compose_batch(idx[start : start + step])
         total += sum(len(encode_image(to_uint8(img), "jpeg", quality)) for img in x)
     image_bytes = total if n <= max_exact else round(total * n / len(idx))
     label_bytes = n * ds.index.dataset.num_classes * 4
