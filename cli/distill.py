@@ -1,9 +1,17 @@
-"""`infer distill`: dataset + teachers + ipc -> a shard folder, with progress, resumable."""
+"""`infer distill`: dataset + teachers + ipc -> a shard folder, with progress, resumable.
+
+Also runnable under torchrun, one process per GPU (or CPU processes with gloo); the ranks split
+the shards and rank 0 writes the index::
+
+    torchrun --nproc_per_node 8 -m infer_cli.distill --ipc 10 --teacher ... --out DIR
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import logging
+import os
+import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -31,6 +39,10 @@ logger = logging.getLogger(__name__)
 @click.option("--base-codec", default=None, help="Base images: png (lossless), npy (lossless, zstd array), jpeg[:QUALITY]. [default: preset's]")
 @click.option("--compensator-codec", default=None, help="Compensators: fp16 or int8. [default: fp16]")
 @click.option("--label-codec", default=None, help="Labels: fp16, topk[:K] or none. [default: fp16]")
+@click.option("--shard-size", type=int, default=None,
+              help="Groups per shard (cut a set for the processes that will read it). [default: one batch of groups, at most 256 MiB raw]")
+@click.option("--normalization", default=None,
+              help="source (the data's own statistics) or imagenet (torchvision's, for its pretrained teachers). [default: preset's]")
 @click.option("--no-compensators", is_flag=True, help="M=0: random real images with static labels (the baseline).")
 @click.option("--device", default="auto", show_default=True, help="cpu, cuda, cuda:N; auto = cuda when available.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
@@ -47,7 +59,10 @@ def distill(dataset: str | None, ipc: int, teachers: tuple[str, ...], out: str, 
                         compensators=not no_compensators, **overrides)
     optim = {k: v for k, v in {"iterations": iterations, "lr": lr, "r_bn": r_bn}.items() if v is not None}
     cfg = dataclasses.replace(cfg, optim=dataclasses.replace(cfg.optim, **optim))
-    index = run(cfg, out, progress=None if no_progress else _bar(), device=device)
+    main_rank = os.environ.get("RANK", "0") == "0"  # under torchrun only rank 0 reports
+    index = run(cfg, out, progress=None if no_progress or not main_rank else _bar(), device=device)
+    if not main_rank:
+        return
     m = index.method
     click.echo(f"wrote {out}: G={m.g} groups x (K={m.k} bases + M={m.m} compensators), "
                f"{index.num_instances} instances, {sum(s.bytes for s in index.shards)} bytes in {len(index.shards)} shard(s)")
@@ -70,3 +85,9 @@ def _bar() -> Callable[[Progress], None]:
             bar.close()
 
     return update
+
+
+if __name__ == "__main__":  # torchrun -m infer_cli.distill ...
+    from .main import main
+
+    main(["distill", *sys.argv[1:]])

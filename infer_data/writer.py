@@ -5,6 +5,12 @@ name with fixed mtime, owner and mode, so the same input gives byte-identical sh
 written under a hidden temporary name; when the ``with`` block exits without an exception all
 shards are renamed to their final names and ``index.json`` is written last, atomically. An
 interrupted write leaves nothing under a final name.
+
+For producers that cut the work by shard (several processes, resumable runs),
+:meth:`ShardWriter.write_shard` writes one complete shard with a given number and first group
+and publishes it at once, and :meth:`ShardWriter.add_shard` records a shard written that way
+(by this or another process) so that :meth:`ShardWriter.close` lists it in the index. Both
+paths encode a group with the same code, so they give the same bytes.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ import json
 import logging
 import os
 import tarfile
+from collections.abc import Iterable
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -70,6 +77,44 @@ def encode_group(record: GroupRecord, codecs: dict[str, FieldCodec], key: str, m
     return [(f"{key}.{suffix}", members[suffix]) for suffix in sorted(members)]
 
 
+def _stored_size(members: list[tuple[str, bytes]]) -> int:
+    """Bytes ``members`` take in a tar: a 512-byte header plus the data padded to 512 each."""
+    return sum(512 + -(-len(b) // 512) * 512 for _, b in members)
+
+
+class _OpenShard:
+    """One shard being written under its hidden name ``.NAME.tmp`` in ``root``."""
+
+    def __init__(self, root: Path, name: str, first_group: int) -> None:
+        self.final = root / name
+        self.tmp = root / f".{name}.tmp"
+        self.first_group, self.groups = first_group, 0
+        self._tar = tarfile.open(self.tmp, mode="w", format=tarfile.USTAR_FORMAT)
+
+    def tell(self) -> int:
+        """Bytes written so far."""
+        return self._tar.fileobj.tell()  # type: ignore[union-attr]
+
+    def add(self, members: list[tuple[str, bytes]]) -> None:
+        """Append one group's members (from :func:`encode_group`)."""
+        for name, data in members:
+            self._tar.addfile(_tar_info(name, len(data)), io.BytesIO(data))
+        self.groups += 1
+
+    def finish(self, instances_per_group: int) -> ShardEntry:
+        """Close the tar (still under the hidden name) and describe it."""
+        self._tar.close()
+        with open(self.tmp, "r+b") as f:  # drop the record padding after the end-of-archive blocks
+            f.truncate(self._tar.offset)
+        return ShardEntry(name=self.final.name, bytes=self.tmp.stat().st_size, sha256=sha256_file(self.tmp),
+                          groups=self.groups, instances=self.groups * instances_per_group, first_group=self.first_group)
+
+    def discard(self) -> None:
+        """Close and delete the hidden file."""
+        self._tar.close()
+        self.tmp.unlink(missing_ok=True)
+
+
 class ShardWriter:
     """Write a distilled dataset, one group at a time.
 
@@ -81,6 +126,8 @@ class ShardWriter:
             fp16 compensators and fp16 dense labels, all zstd level 19.
         max_shard_bytes: a shard is closed before it would grow past this (a single group
             larger than the limit still gets a shard of its own).
+        groups_per_shard: also close a shard once it holds this many groups (None: no limit),
+            so that a set can be cut for the number of processes that will read it.
         provenance: free-form JSON recorded in the index (config, seeds, software versions).
 
     Example:
@@ -104,29 +151,30 @@ class ShardWriter:
         provenance: dict[str, Any] | None = None,
         prefix: str = DEFAULT_SHARD_PREFIX,
         overwrite: bool = False,
+        groups_per_shard: int | None = None,
     ) -> None:
         self.root = Path(root)
         if (self.root / INDEX_FILENAME).exists() and not overwrite:
             raise ConfigError(f"{self.root}: already holds a distilled dataset ({INDEX_FILENAME}); choose another folder or pass overwrite")
         if max_shard_bytes < 1:
             raise ConfigError(f"max_shard_bytes must be positive, got {max_shard_bytes}")
+        if groups_per_shard is not None and groups_per_shard < 1:
+            raise ConfigError(f"groups_per_shard must be a positive number of groups or None, got {groups_per_shard}")
         self.root.mkdir(parents=True, exist_ok=True)
         if overwrite:
             (self.root / INDEX_FILENAME).unlink(missing_ok=True)
         for stale in self.root.glob(f".{prefix}-*.tar.tmp"):  # left by a killed writer
-            stale.unlink()
+            stale.unlink(missing_ok=True)  # several processes may clean the same folder at once
         specs = {**DEFAULT_CODECS, **({k: ({"name": v} if isinstance(v, str) else dict(v)) for k, v in (codecs or {}).items()})}
-        self.codecs = {name: create_codec(name, spec) for name, spec in specs.items()}
+        self.codecs = {name: create_codec(name, spec, base_shape=(method.k, *dataset.image_shape)) for name, spec in specs.items()}
         self.dataset, self.method = dataset, method
         self.max_shard_bytes = max_shard_bytes
+        self.groups_per_shard = groups_per_shard
         self.provenance = dict(provenance or {})
         self.prefix = prefix
         self.shards: list[ShardEntry] = []
         self._groups = 0
-        self._tar: tarfile.TarFile | None = None
-        self._tmp: Path | None = None
-        self._open_groups = 0
-        self._open_first = 0
+        self._open: _OpenShard | None = None  # the shard write_group appends to
         self._done: list[Path] = []  # finished shards, still under hidden names
         self._closed = False
 
@@ -138,12 +186,85 @@ class ShardWriter:
         return self._groups
 
     def write_group(self, record: GroupRecord) -> None:
-        """Validate and append one group, rolling to a new shard by size.
+        """Validate and append one group, rolling to a new shard by size or group count.
 
         Raises:
             FormatError: shapes, dtypes, teachers or label presence disagree with the dataset.
         """
-        g = self._groups
+        members = self._encode(record, self._groups)
+        shard = self._open
+        if shard is not None and (shard.tell() + _stored_size(members) + 10240 > self.max_shard_bytes
+                                  or shard.groups == self.groups_per_shard):
+            self._finish_shard()
+        if self._open is None:
+            self._open = _OpenShard(self.root, self.shard_name(len(self.shards)), self._groups)
+        self._open.add(members)
+        self._groups += 1
+
+    def write_shard(self, number: int, first_group: int, records: Iterable[GroupRecord]) -> ShardEntry:
+        """Write one complete shard and publish it under its final name at once.
+
+        The shard is ``shard_name(number)``; its groups are numbered from ``first_group``. It is
+        written under a hidden name and renamed when complete, so a killed writer leaves nothing
+        under the final name. It is not listed in this writer's index until :meth:`add_shard`.
+
+        Args:
+            number: the shard's number (its place in the index).
+            first_group: global number of the first of ``records``.
+            records: the shard's groups, in order; at least one.
+
+        Returns:
+            The entry the index will hold for the shard.
+
+        Raises:
+            FormatError: a group that disagrees with the dataset.
+            ConfigError: no records, or a negative number.
+        """
+        if number < 0 or first_group < 0:
+            raise ConfigError(f"write_shard: shard number and first group must be >= 0, got {number} and {first_group}")
+        shard = _OpenShard(self.root, self.shard_name(number), first_group)
+        try:
+            for record in records:
+                shard.add(self._encode(record, first_group + shard.groups))
+            if not shard.groups:
+                raise ConfigError(f"{shard.final}: no groups given for the shard; pass at least one record")
+            entry = shard.finish(self.method.k * (self.method.m + 1))
+        except BaseException:
+            shard.discard()
+            raise
+        os.replace(shard.tmp, shard.final)
+        logger.info("wrote %s (%d groups, %d bytes)", entry.name, entry.groups, entry.bytes)
+        return entry
+
+    def add_shard(self, entry: ShardEntry) -> None:
+        """List a shard already under its final name (from :meth:`write_shard`, any process).
+
+        Shards must be added in order: ``entry`` must be the next shard number and start at the
+        next group. Its size is checked against the file; its sha256 is the caller's to check.
+
+        Raises:
+            ConfigError: out of order, or the file is missing or of another size.
+        """
+        if self._open is not None:
+            self._finish_shard()
+        want = self.shard_name(len(self.shards))
+        if entry.name != want or entry.first_group != self._groups or entry.groups < 1:
+            raise ConfigError(f"{self.root / entry.name}: shard added out of order (first group {entry.first_group}, "
+                              f"{entry.groups} groups); expected {want} starting at group {self._groups}")
+        path = self.root / entry.name
+        size = path.stat().st_size if path.is_file() else -1
+        if size != entry.bytes:
+            raise ConfigError(f"{path}: expected a finished shard of {entry.bytes} bytes, found "
+                              f"{'no file' if size < 0 else f'{size} bytes'}; write it again")
+        self.shards.append(entry)
+        self._groups += entry.groups
+
+    def shard_name(self, number: int) -> str:
+        """File name of shard ``number`` (``shard-000003.tar``)."""
+        return SHARD_PATTERN.format(prefix=self.prefix, shard=number)
+
+    def _encode(self, record: GroupRecord, g: int) -> list[tuple[str, bytes]]:
+        """Validate ``record`` as group ``g`` and encode its tar members."""
         where = f"group {g}"
         record.validate(image_shape=tuple(self.dataset.image_shape), num_classes=self.dataset.num_classes, where=where)
         if record.k != self.method.k or record.m != self.method.m:
@@ -160,43 +281,17 @@ class ShardWriter:
             "teachers": list(record.teachers),
             **({"extra": record.extra} if record.extra else {}),
         }
-        members = encode_group(record if has_labels else _without_labels(record), self.codecs, GROUP_KEY.format(g), meta)
-        size = sum(512 + -(-len(b) // 512) * 512 for _, b in members)
-        if self._tar is not None and self._open_groups and self._tar.fileobj.tell() + size + 10240 > self.max_shard_bytes:  # type: ignore[union-attr]
-            self._finish_shard()
-        if self._tar is None:
-            self._open_shard()
-        for name, data in members:
-            self._tar.addfile(_tar_info(name, len(data)), io.BytesIO(data))  # type: ignore[union-attr]
-        self._open_groups += 1
-        self._groups += 1
-
-    def _open_shard(self) -> None:
-        name = SHARD_PATTERN.format(prefix=self.prefix, shard=len(self.shards))
-        self._tmp = self.root / f".{name}.tmp"
-        self._tar = tarfile.open(self._tmp, mode="w", format=tarfile.USTAR_FORMAT)
-        self._open_groups, self._open_first = 0, self._groups
+        return encode_group(record if has_labels else _without_labels(record), self.codecs, GROUP_KEY.format(g), meta)
 
     def _finish_shard(self) -> None:
         """Close the open shard under its hidden name; it is renamed in :meth:`close`."""
-        if self._tar is None or self._tmp is None:
+        if self._open is None:
             return
-        self._tar.close()
-        with open(self._tmp, "r+b") as f:  # drop the record padding after the end-of-archive blocks
-            f.truncate(self._tar.offset)
-        name = self._tmp.name[1:-4]
-        entry = ShardEntry(
-            name=name,
-            bytes=self._tmp.stat().st_size,
-            sha256=sha256_file(self._tmp),
-            groups=self._open_groups,
-            instances=self._open_groups * self.method.k * (self.method.m + 1),
-            first_group=self._open_first,
-        )
+        entry = self._open.finish(self.method.k * (self.method.m + 1))
         self.shards.append(entry)
-        self._done.append(self._tmp)
+        self._done.append(self._open.tmp)
         logger.info("finished %s (%d groups, %d bytes)", entry.name, entry.groups, entry.bytes)
-        self._tar, self._tmp = None, None
+        self._open = None
 
     # -- finishing -------------------------------------------------------------------------
 
@@ -214,7 +309,7 @@ class ShardWriter:
         """
         if self._closed:
             return self.index()
-        if self._tar is not None:
+        if self._open is not None:
             self._finish_shard()
         if self._groups == 0:
             self.abort()
@@ -230,11 +325,11 @@ class ShardWriter:
 
     def abort(self) -> None:
         """Remove everything written so far; nothing appears under a final name."""
-        if self._tar is not None:
-            self._tar.close()
-        for tmp_shard in [*self._done, *([self._tmp] if self._tmp is not None else [])]:
+        if self._open is not None:
+            self._open.discard()
+        for tmp_shard in self._done:
             tmp_shard.unlink(missing_ok=True)
-        self._tar, self._tmp, self._done, self._closed = None, None, [], True
+        self._open, self._done, self._closed = None, [], True
 
     def __enter__(self) -> ShardWriter:
         return self

@@ -87,6 +87,8 @@ class DistillConfig:
     base_codec: str = ""  # infer_data codec name for base images ("npy", "png", "jpeg"); "" = writer default
     compensator_codec: str = ""  # "fp16" or "int8"; "" = writer default
     label_codec: str = ""  # "fp16", "topk" or "none"; "" = writer default
+    shard_size: int = 0  # groups per shard; 0 = one optimization chunk, capped at 256 MiB raw (see infer_distill.layout)
+    normalization: str = "source"  # "source": the source's training statistics; a named set, e.g. "imagenet" (torchvision's)
     optim: OptimConfig = field(default_factory=OptimConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
@@ -95,8 +97,11 @@ class DistillConfig:
             raise ConfigError(f"--ipc must be >= 1, got {self.ipc}")
         if self.batch_groups < 1 or self.label_batch < 1:
             raise ConfigError(f"--batch-groups and label_batch must be >= 1, got {self.batch_groups} and {self.label_batch}")
+        if self.shard_size < 0:
+            raise ConfigError(f"--shard-size must be a number of groups >= 1 (or 0 for the default), got {self.shard_size}")
         for name in ("base", "compensator", "label"):
             _check_codec(name, getattr(self, f"{name}_codec"))
+        _check_normalization(self.normalization)
         if not self.dataset:
             raise ConfigError(f"preset {self.preset} has no default dataset; pass --dataset (e.g. imagefolder:PATH)")
 
@@ -155,6 +160,13 @@ def _check_codec(name: str, value: str) -> None:
         raise ConfigError(f"--{name}-codec: {exc}") from exc
 
 
+def _check_normalization(name: str) -> None:
+    from .sources import list_normalizations
+
+    if name not in list_normalizations():
+        raise ConfigError(f"--normalization {name!r} is not known; choose one of {', '.join(list_normalizations())}")
+
+
 def json_ready(obj: Any) -> Any:
     """Tuples -> lists, recursively."""
     if isinstance(obj, dict):
@@ -197,9 +209,13 @@ def _tinyimagenet() -> DistillConfig:
 
 @PRESETS.register("imagenet1k")
 def _imagenet1k() -> DistillConfig:
-    """ImageNet reference settings: 224 px, lr 0.25, 2000 iterations, r_bn 0.01, jitter 32, crop + flip."""
+    """ImageNet reference settings: 224 px, lr 0.25, 2000 iterations, r_bn 0.01, jitter 32, crop + flip.
+
+    Images are normalized with torchvision's ImageNet mean/std, the statistics its pretrained
+    teachers were trained with (the folder's own statistics are never computed).
+    """
     return DistillConfig(
-        dataset="imagefolder:imagenet", preset="imagenet1k", image_size=224, batch_groups=1,
+        dataset="imagefolder:imagenet", preset="imagenet1k", image_size=224, batch_groups=1, normalization="imagenet",
         optim=OptimConfig(iterations=2000, r_bn=0.01),
         augment=AugmentConfig(jitter=32, resized_crop=True, flip=True),
     )

@@ -12,16 +12,13 @@ dynamic-label schedules used when ``labels="dynamic"`` and no epoch count is giv
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
-import torch.distributed as dist
 from torch import nn
 
 from infer_data import InferDataset
@@ -29,6 +26,7 @@ from infer_data.errors import ConfigError
 from infer_data.index import read_index
 from infer_data.registry import Registry
 
+from .distributed import distributed
 from .train_student import (
     EvalResult,
     EvalSource,
@@ -142,35 +140,6 @@ def _open_test_source(spec: str, data_root: str | None, image_size: int) -> Eval
     from .sources import create_source
 
     return create_source(spec, "test", data_root=data_root, image_size=image_size)  # type: ignore[no-any-return]
-
-
-@contextlib.contextmanager
-def distributed(device: str | None = None) -> Iterator[torch.device]:
-    """Join the torchrun process group when ``WORLD_SIZE`` > 1; yields this process's device.
-
-    NCCL on CUDA (device ``cuda:LOCAL_RANK``), gloo on CPU. A group that is already
-    initialized is used as is and left open.
-    """
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    use_cuda = torch.cuda.is_available() and (device is None or device.startswith("cuda"))
-    if world > 1 and use_cuda:
-        dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-        torch.cuda.set_device(dev)
-    else:
-        dev = torch.device(device or ("cuda" if use_cuda else "cpu"))
-    owned = world > 1 and not dist.is_initialized()
-    if owned:
-        dist.init_process_group("nccl" if dev.type == "cuda" else "gloo")
-        logger.info("rank %d of %d on %s", dist.get_rank(), dist.get_world_size(), dev)
-    try:
-        yield dev
-    except BaseException:
-        if owned:
-            dist.destroy_process_group()
-        raise
-    if owned:  # every rank reaches this point before any tears the group down
-        dist.barrier()
-        dist.destroy_process_group()
 
 
 def evaluate(

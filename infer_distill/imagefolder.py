@@ -3,7 +3,9 @@
 Images are decoded lazily with PIL, one at a time, so a large folder costs only its file list
 until images are asked for; :meth:`ImageFolderSource.load_all` decodes a whole split once for
 training loops. Normalization statistics come from an evenly spaced sample of at most
-:data:`STATS_SAMPLE` training images (exact for folders no larger than that).
+:data:`STATS_SAMPLE` training images (exact for folders no larger than that), computed the
+first time ``mean`` or ``std`` is read: a run with fixed normalization constants (ImageNet)
+never decodes them.
 """
 
 from __future__ import annotations
@@ -62,10 +64,19 @@ class ImageFolderSource(Source):
         if not self.files:
             raise DatasetNotFoundError(f"imagefolder:{path}: the {split} split holds no image files")
         self.targets = torch.tensor(labels, dtype=torch.int64)
-        train_files = self.files if split == "train" else _scan(train_dir, self.classes)[0]
-        self.image_shape = self._shape_of(train_files[0], image_size)
+        self._train_files = self.files if split == "train" else _scan(train_dir, self.classes)[0]
+        self.image_shape = self._shape_of(self._train_files[0], image_size)
         self._cache: torch.Tensor | None = None
-        self.mean, self.std = self._stats(train_files)
+
+    @property  # type: ignore[override]
+    def mean(self) -> list[float]:
+        """Per-channel mean of the training split, [0, 1] units (computed on first use)."""
+        return self._stats()[0]
+
+    @property  # type: ignore[override]
+    def std(self) -> list[float]:
+        """Per-channel std of the training split, [0, 1] units (computed on first use)."""
+        return self._stats()[1]
 
     @staticmethod
     def _shape_of(first: Path, image_size: int | None) -> tuple[int, int, int]:
@@ -79,7 +90,8 @@ class ImageFolderSource(Source):
             raise FormatError(f"{first}: cannot decode image ({exc}); remove or replace the file") from exc
         return (c, image_size, image_size) if image_size else (c, h, w)
 
-    def _stats(self, train_files: list[Path]) -> tuple[list[float], list[float]]:
+    def _stats(self) -> tuple[list[float], list[float]]:
+        train_files = self._train_files
         key = (str(train_files[0].parents[1].resolve()), self.image_shape)
         if key not in _STATS:
             step = max(1, len(train_files) // STATS_SAMPLE)

@@ -1,17 +1,24 @@
 """``distill(cfg, out_dir)``: sources + teachers + budget -> compensators, labels -> shards.
 
-Groups are processed in fixed chunks of ``cfg.batch_groups``; each chunk's bases are read, one
-compensator per teacher is optimized for all its groups in one batch, the static labels are
-computed, and each group is cached in the work folder. When every group is cached, the shards
-are written from the cache through :class:`infer_data.ShardWriter` with full provenance.
+The G groups are cut into shards of a fixed number of groups and each shard into chunks of at
+most ``cfg.batch_groups`` groups (:mod:`infer_distill.layout`). For each chunk the bases are
+read, one compensator per teacher is optimized for all its groups in one batch, the static
+labels are computed, and each group is cached in the work folder; when a shard's groups are
+cached the shard is written through :class:`infer_data.ShardWriter` and recorded. The index
+is written last.
+
+Under ``torchrun`` each rank writes the shards ``rank, rank + world, ...``; rank 0 gathers
+every shard's entry and writes ``index.json`` once all are done. Since the layout does not
+depend on the number of processes, the bytes do not either.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import platform
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +32,7 @@ from infer_data import (
     DatasetInfo,
     GroupRecord,
     MethodInfo,
+    ShardEntry,
     ShardWriter,
     __version__,
 )
@@ -35,13 +43,14 @@ from .bases import seed_for, select_bases
 from .budget import num_groups
 from .compensators import freeze, optimize_compensators
 from .config import DistillConfig
+from .distributed import all_gather_json, barrier, current_ranks, distributed
 from .labels import static_labels
-from .sources import Source, create_source
+from .layout import Layout, default_shard_size
+from .sources import NORMALIZATIONS, Source, create_source, normalization
 from .teachers import open_teacher
 from .workdir import WorkDir
 
 logger = logging.getLogger(__name__)
-
 
 
 @dataclass
@@ -49,9 +58,9 @@ class Progress:
     """Where a run stands; passed to the progress callback after every optimization step."""
 
     steps_done: int  # optimization steps done (one step advances every group of a chunk)
-    steps_total: int  # steps the whole run needs: chunks * M * iterations (or chunks when M = 0)
-    groups_done: int  # groups finished and cached
-    groups_total: int  # G
+    steps_total: int  # steps this process's shards need: chunks * M * iterations (or chunks when M = 0)
+    groups_done: int  # groups finished (cached or in a written shard)
+    groups_total: int  # groups of this process's shards (G in a single process)
 
 
 ProgressFn = Callable[[Progress], None]
@@ -68,7 +77,10 @@ class Plan:
     g: int
     bases: torch.Tensor  # int64 (G, K) source indices
     device: torch.device  # where teachers run and compensators are optimized
-    teacher_info: list[dict[str, str]]  # per teacher: sha256 of its weights (+ torchvision weights name and url)
+    teacher_info: list[dict[str, Any]]  # per teacher: sha256 of its weights (+ torchvision weights name, url, mean/std)
+    mean: list[float]  # per-channel normalization of the teachers' input, [0, 1] units
+    std: list[float]
+    layout: Layout  # shards and chunks
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
@@ -92,7 +104,8 @@ def make_plan(cfg: DistillConfig, device: str | torch.device | None = None) -> P
     """Open the source, load the teachers onto ``device`` and choose the bases.
 
     Raises:
-        ConfigError: no teacher, budget too small, a bad checkpoint.
+        ConfigError: no teacher, budget too small, a bad checkpoint, a normalization the
+            teachers' weights were not trained with.
         DatasetNotFoundError: the dataset is missing.
     """
     if not cfg.teachers:
@@ -102,10 +115,34 @@ def make_plan(cfg: DistillConfig, device: str | torch.device | None = None) -> P
     k = len(source.classes)
     g = num_groups(cfg.ipc, k, cfg.m)
     opened = [open_teacher(t.arch, t.checkpoint, num_classes=k, in_channels=c, image_size=h) for t in cfg.teachers]
+    infos = [info for _, info in opened]
+    mean, std = run_normalization(cfg, source, infos)
     bases = select_bases(source.targets, k, g, seed=cfg.seed)
     dev = resolve_device(device)
     teachers = [freeze(net).to(dev) for net, _ in opened]
-    return Plan(source, teachers, k, cfg.m, g, bases, dev, [info for _, info in opened])
+    size = cfg.shard_size or default_shard_size(cfg.batch_groups, k, cfg.m, source.image_shape, k)
+    return Plan(source, teachers, k, cfg.m, g, bases, dev, infos, mean, std, Layout(g, size, cfg.batch_groups))
+
+
+def run_normalization(cfg: DistillConfig, source: Source, infos: list[dict[str, Any]]) -> tuple[list[float], list[float]]:
+    """The run's ``(mean, std)``; teachers with torchvision weights must get the normalization they were trained with.
+
+    Raises:
+        ConfigError: a teacher whose weights carry other statistics than ``cfg.normalization``.
+    """
+    fixed = NORMALIZATIONS.get(cfg.normalization)
+    for spec, info in zip(cfg.teachers, infos):
+        if "mean" not in info or (fixed is not None and _close(fixed[0], info["mean"]) and _close(fixed[1], info["std"])):
+            continue
+        fits = [n for n, (m, s) in NORMALIZATIONS.items() if _close(m, info["mean"]) and _close(s, info["std"])]
+        hint = f"pass --normalization {fits[0]}" if fits else "pass a checkpoint teacher instead"
+        raise ConfigError(f"--teacher {spec.arch}={spec.checkpoint}: these weights expect images normalized with mean "
+                          f"{info['mean']} and std {info['std']}, but this run uses --normalization {cfg.normalization}; {hint}")
+    return normalization(cfg.normalization, source)
+
+
+def _close(a: Any, b: Any) -> bool:
+    return len(a) == len(b) and all(abs(float(x) - float(y)) < 1e-6 for x, y in zip(a, b))
 
 
 def fingerprint(cfg: DistillConfig, plan: Plan) -> dict[str, Any]:
@@ -126,12 +163,12 @@ def compute_chunk(cfg: DistillConfig, plan: Plan, groups: list[int], on_step: Ca
     comps, losses = [], []
     for j in range(plan.m):
         gens = [torch.Generator().manual_seed(seed_for(cfg.seed, g, j)) for g in groups]
-        res = optimize_compensators(plan.teachers[j], bases, classes, gens, mean=plan.source.mean, std=plan.source.std,
+        res = optimize_compensators(plan.teachers[j], bases, classes, gens, mean=plan.mean, std=plan.std,
                                     optim=cfg.optim, augment=cfg.augment, on_step=on_step)
         comps.append(res.compensators)
         losses.append(res.losses.T)  # (B, iterations)
     comp = torch.stack(comps, 1) if comps else torch.zeros(len(groups), 0, c, h, w)  # (B, M, C, H, W), CPU
-    labels = static_labels(plan.teachers, bases, comp.to(plan.device), mean=plan.source.mean, std=plan.source.std,
+    labels = static_labels(plan.teachers, bases, comp.to(plan.device), mean=plan.mean, std=plan.std,
                            batch=cfg.label_batch).cpu()
     loss = torch.stack(losses, 1) if losses else torch.zeros(len(groups), 0, cfg.optim.iterations)  # (B, M, iterations)
     return [
@@ -162,36 +199,125 @@ def provenance(cfg: DistillConfig, plan: Plan) -> dict[str, Any]:
     }
 
 
-def write_shards(cfg: DistillConfig, plan: Plan, work: WorkDir, out: Path) -> DatasetIndex:
-    """Write every cached group through ShardWriter; returns the index."""
+def open_writer(cfg: DistillConfig, plan: Plan, out: Path) -> ShardWriter:
+    """The writer every rank writes its shards with (it also clears stale temporary shards)."""
     src = plan.source
-    info = DatasetInfo(src.name, list(src.classes), src.image_shape, list(src.mean), list(src.std), source=src.spec)
+    info = DatasetInfo(src.name, list(src.classes), src.image_shape, list(plan.mean), list(plan.std), source=src.spec)
     names = [t.arch for t in cfg.teachers][: plan.m]
     method = MethodInfo(plan.k, plan.m, 0, cfg.ipc, names, seed=cfg.seed, producer=f"infer_distill {__version__}")
-    with ShardWriter(out, dataset=info, method=method, codecs=dict(cfg.codecs), provenance=provenance(cfg, plan)) as writer:
-        for g in range(plan.g):
-            a = work.load(g)
-            bases = src.images(torch.from_numpy(a["source_indices"])).numpy()  # (K, C, H, W) uint8
-            last = [round(float(v), 5) for v in a["losses"][:, -1]] if a["losses"].size else []
-            writer.write_group(GroupRecord(bases, a["class_ids"], a["source_indices"], a["compensators"], names,
-                                           a["labels"], extra={"final_loss": last}))
-    return writer.index()
+    return ShardWriter(out, dataset=info, method=method, codecs=dict(cfg.codecs), provenance=provenance(cfg, plan))
+
+
+def _records(plan: Plan, work: WorkDir, writer: ShardWriter, groups: range) -> Iterator[GroupRecord]:
+    """The cached groups ``groups`` as records, bases read again from the source."""
+    for g in groups:
+        a = work.load(g)
+        bases = plan.source.images(torch.from_numpy(a["source_indices"])).numpy()  # (K, C, H, W) uint8
+        last = [round(float(v), 5) for v in a["losses"][:, -1]] if a["losses"].size else []
+        yield GroupRecord(bases, a["class_ids"], a["source_indices"], a["compensators"], list(writer.method.teachers),
+                          a["labels"], extra={"final_loss": last})
+
+
+class _Tracker:
+    """Progress of one process over its shards; reports through ``progress`` (rank 0 only)."""
+
+    def __init__(self, progress: ProgressFn | None, per_chunk: int, chunks: int, groups: int) -> None:
+        self.progress, self.per_chunk = progress, per_chunk
+        self.state = Progress(0, per_chunk * chunks, 0, groups)
+
+    def tick(self, _: int = 0) -> None:
+        """One optimization step done."""
+        self.state.steps_done += 1
+        self.report()
+
+    def chunk_done(self, groups: int, steps_before: int) -> None:
+        """A chunk of ``groups`` groups finished (computed or found cached)."""
+        self.state.steps_done, self.state.groups_done = steps_before + self.per_chunk, self.state.groups_done + groups
+
+    def report(self) -> None:
+        if self.progress is not None:
+            self.progress(self.state)
+
+
+def run_shards(cfg: DistillConfig, plan: Plan, work: WorkDir, writer: ShardWriter, shards: list[int],
+               progress: ProgressFn | None) -> list[ShardEntry]:
+    """Compute, write and record ``shards`` (skipping finished shards and cached groups); their entries."""
+    layout = plan.layout
+    finished = {s: work.finished_shard(s, writer.root / writer.shard_name(s), layout.shard_groups(s)) for s in shards}
+    tracker = _Tracker(progress, plan.m * cfg.optim.iterations or 1, sum(len(layout.chunks(s)) for s in shards),
+                       sum(len(layout.shard_groups(s)) for s in shards))
+    todo = []
+    for s in shards:
+        for chunk in layout.chunks(s):
+            if finished[s] is not None or all(work.has(g) for g in chunk):
+                tracker.chunk_done(len(chunk), tracker.state.steps_done)
+            else:
+                todo.append(chunk)
+    logger.info("distilling shards %s of %s: K=%d M=%d G=%d (%d groups done)", shards, plan.source.spec, plan.k, plan.m,
+                plan.g, tracker.state.groups_done)
+    tracker.report()
+    entries = []
+    for s in shards:
+        entry = finished[s]
+        if entry is None:
+            entry = _compute_shard(cfg, plan, work, writer, s, [ch for ch in layout.chunks(s) if ch in todo], tracker)
+        else:
+            logger.info("%s is already written; kept", entry.name)
+        entries.append(entry)
+    return entries
+
+
+def _compute_shard(cfg: DistillConfig, plan: Plan, work: WorkDir, writer: ShardWriter, shard: int, chunks: list[list[int]],
+                   tracker: _Tracker) -> ShardEntry:
+    for chunk in chunks:
+        before = tracker.state.steps_done
+        for g, arrays in zip(chunk, compute_chunk(cfg, plan, chunk, on_step=tracker.tick)):
+            work.save(g, arrays)
+        tracker.chunk_done(len(chunk), before)
+        tracker.report()
+    groups = plan.layout.shard_groups(shard)
+    entry = writer.write_shard(shard, groups.start, _records(plan, work, writer, groups))
+    work.save_shard(shard, entry)
+    return entry
+
+
+def gather_index(writer: ShardWriter, entries: list[ShardEntry], device: torch.device) -> ShardWriter:
+    """Every rank's shard entries, listed in ``writer`` in shard order (all ranks get the same).
+
+    Raises:
+        ConfigError: a shard this process cannot see (an output folder not shared by the nodes).
+    """
+    parts = all_gather_json([dataclasses.asdict(e) for e in entries], device)
+    for entry in sorted((ShardEntry(**d) for part in parts for d in part), key=lambda e: e.first_group):
+        if not (writer.root / entry.name).is_file():
+            raise ConfigError(f"{writer.root / entry.name}: written by another process but not visible here; "
+                              "with several nodes --out must be a folder every node shares")
+        writer.add_shard(entry)
+    return writer
 
 
 def distill(cfg: DistillConfig, out_dir: str | os.PathLike[str], *, progress: ProgressFn | None = None,
             device: str | torch.device | None = None) -> DatasetIndex:
-    """Produce an INFER-distilled dataset in ``out_dir`` (resumable).
+    """Produce an INFER-distilled dataset in ``out_dir`` (resumable; torchrun splits the shards).
+
+    Under torchrun (``WORLD_SIZE`` > 1) every rank calls this with the same arguments: the
+    process group is joined here (gloo on CPU, NCCL on ``cuda:LOCAL_RANK``), rank r writes
+    shards r, r + world, ...; rank 0 writes the index once every rank is done. The bytes are
+    those of a single-process run, and a run interrupted with any number of processes resumes
+    with any other.
 
     Args:
         cfg: the whole configuration, teachers included.
-        out_dir: output folder; an interrupted run's work folder inside it is resumed.
-        progress: called with a :class:`Progress` after every step and every finished chunk.
+        out_dir: output folder; an interrupted run's work folder inside it is resumed. With
+            several nodes it must be a folder they all share.
+        progress: called with a :class:`Progress` after every step and every finished chunk
+            (on rank 0 only, over rank 0's shards).
         device: where teachers run and compensators are optimized (default: CUDA when
             available). Resume on the same kind of device: results differ in the last bits
             between devices.
 
     Returns:
-        The written index.
+        The written index (every rank returns it).
 
     Raises:
         ConfigError: ``out_dir`` already holds a dataset, bad teachers or budget, or a work folder
@@ -201,30 +327,20 @@ def distill(cfg: DistillConfig, out_dir: str | os.PathLike[str], *, progress: Pr
     out = Path(out_dir)
     if (out / INDEX_FILENAME).exists():
         raise ConfigError(f"{out} already holds a distilled dataset ({INDEX_FILENAME}); choose another --out or delete it")
-    plan = make_plan(cfg, device)
-    work = WorkDir(out, fingerprint(cfg, plan))
-    chunks = [list(range(s, min(s + cfg.batch_groups, plan.g))) for s in range(0, plan.g, cfg.batch_groups)]
-    per_chunk = plan.m * cfg.optim.iterations or 1
-    cached = [all(work.has(g) for g in ch) for ch in chunks]
-    state = Progress(per_chunk * sum(cached), per_chunk * len(chunks), sum(len(ch) for ch, c in zip(chunks, cached) if c), plan.g)
-    logger.info("distilling %s: K=%d M=%d G=%d (%d groups cached)", plan.source.spec, plan.k, plan.m, plan.g, state.groups_done)
-
-    def tick(_: int) -> None:
-        state.steps_done += 1
-        if progress is not None:
-            progress(state)
-
-    if progress is not None:
-        progress(state)
-    for chunk, is_cached in zip(chunks, cached):
-        if is_cached:
-            continue
-        start = state.steps_done
-        for g, arrays in zip(chunk, compute_chunk(cfg, plan, chunk, on_step=tick)):
-            work.save(g, arrays)
-        state.steps_done, state.groups_done = start + per_chunk, state.groups_done + len(chunk)
-        if progress is not None:
-            progress(state)
-    index = write_shards(cfg, plan, work, out)
-    work.remove()
+    with distributed(str(resolve_device(device))) as dev:
+        ranks = current_ranks()
+        plan = make_plan(cfg, dev)
+        work = WorkDir(out, fingerprint(cfg, plan))
+        writer = open_writer(cfg, plan, out)
+        barrier()  # every rank has cleared stale temporaries before any rank writes
+        shards = plan.layout.shards_of(ranks.rank, ranks.world)
+        if ranks.is_main and ranks.world > plan.layout.num_shards:
+            logger.warning("%d processes but %d shard(s): %d process(es) have nothing to do; a smaller --shard-size "
+                           "cuts more shards", ranks.world, plan.layout.num_shards, ranks.world - plan.layout.num_shards)
+        entries = run_shards(cfg, plan, work, writer, shards, progress if ranks.is_main else None)
+        gather_index(writer, entries, dev)
+        if not ranks.is_main:
+            return writer.index()
+        index = writer.close()
+        work.remove()
     return index

@@ -5,6 +5,11 @@ and one split (``"train"`` or ``"test"``). Every source exposes the same small i
 ``classes``, ``image_shape`` (C, H, W), ``mean``/``std`` of the *training* split in [0, 1] units,
 ``targets`` (int64 (N,)), ``len()`` and ``images(indices) -> uint8 (B, C, H, W)``.
 
+Normalization: a run normalizes images either with its source's training statistics
+(``"source"``) or with a named set of constants from :data:`NORMALIZATIONS`, such as
+``"imagenet"``, torchvision's ImageNet mean/std that its pretrained weights expect
+(:func:`normalization`). Sources compute their statistics only when they are asked for.
+
 Built-ins: ``embedded`` (the Fashion-MNIST subset shipped in the package, the default),
 ``fashion-mnist`` (official idx files), ``cifar10`` and ``cifar100`` (torchvision's classes,
 ``download=False``) and ``imagefolder:PATH`` (``PATH/train`` plus ``PATH/val`` or ``PATH/test``).
@@ -110,6 +115,38 @@ def create_source(spec: str = DEFAULT_SOURCE, split: str = "train", *, data_root
     name, arg = parse_spec(spec)
     builder = SOURCES.get(name)
     return builder(arg, split, data_root, image_size)
+
+
+# name -> (mean, std) per channel, [0, 1] units
+NORMALIZATIONS: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
+    "imagenet": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),  # torchvision's ImageNet-1k weights
+}
+SOURCE_NORMALIZATION = "source"
+
+
+def list_normalizations() -> list[str]:
+    """``"source"`` and the named constant sets, sorted."""
+    return sorted([SOURCE_NORMALIZATION, *NORMALIZATIONS])
+
+
+def normalization(name: str, source: Source) -> tuple[list[float], list[float]]:
+    """Per-channel ``(mean, std)`` in [0, 1] units that a run named ``name`` uses on ``source``.
+
+    ``"source"`` reads the source's training statistics (computing them if needed); any other
+    name is a constant set from :data:`NORMALIZATIONS` and reads no image.
+
+    Raises:
+        ConfigError: an unknown name, or constants for another number of channels.
+    """
+    if name == SOURCE_NORMALIZATION:
+        return list(source.mean), list(source.std)
+    if name not in NORMALIZATIONS:
+        raise ConfigError(f"--normalization {name!r} is not known; choose one of {', '.join(list_normalizations())}")
+    mean, std = NORMALIZATIONS[name]
+    if len(mean) != source.image_shape[0]:
+        raise ConfigError(f"--normalization {name} holds {len(mean)}-channel statistics but {source.spec} has "
+                          f"{source.image_shape[0]} channel(s); use --normalization source")
+    return list(mean), list(std)
 
 
 def channel_stats(images: torch.Tensor, chunk: int = 4096) -> tuple[list[float], list[float]]:

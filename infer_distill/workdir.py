@@ -1,14 +1,20 @@
 """The resumable work folder of ``infer distill``: per-group results cached atomically.
 
-``DIR/.infer-work/`` holds ``run.json`` (a fingerprint of everything that determines the result)
-and one ``group-NNNNNN.npz`` per finished group (``.npy`` members, no pickle). A run that finds
-the folder with the same fingerprint skips the groups already there; since groups are computed
-in fixed chunks from per-group seeds, the resumed result is bit-identical to an uninterrupted
-one. The folder is removed once the shards and the index are written.
+``DIR/.infer-work/`` holds ``run.json`` (a fingerprint of everything that determines the result),
+one ``group-NNNNNN.npz`` per finished group (``.npy`` members, no pickle) and one
+``shard-NNNNNN.json`` per shard written under its final name (its index entry). A run that
+finds the folder with the same fingerprint skips the shards and groups already there; since
+groups are computed in fixed chunks from per-group seeds, the resumed result is bit-identical to
+an uninterrupted one, whichever number of processes ran before. The folder is removed once the
+shards and the index are written.
+
+Several processes (torchrun ranks) share the folder: each file is written under a temporary
+name unique to its writer and renamed into place, so no two processes write the same file.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import os
@@ -19,7 +25,10 @@ from typing import Any
 
 import numpy as np
 
+from infer_data.atomic import atomic_write
 from infer_data.errors import ConfigError, FormatError
+from infer_data.index import ShardEntry
+from infer_data.writer import sha256_file
 
 WORK_DIRNAME = ".infer-work"
 RUN_FILE = "run.json"
@@ -45,7 +54,7 @@ class WorkDir:
                 )
         else:
             self.path.mkdir(parents=True, exist_ok=True)
-            _atomic_write(run, text.encode())
+            atomic_write(run, text.encode())
 
     def group_file(self, g: int) -> Path:
         """Path of group ``g``'s cache file."""
@@ -63,7 +72,7 @@ class WorkDir:
                 member = io.BytesIO()
                 np.lib.format.write_array(member, np.ascontiguousarray(arrays[name]), allow_pickle=False)
                 zf.writestr(zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0)), member.getvalue())
-        _atomic_write(self.group_file(g), buf.getvalue())
+        atomic_write(self.group_file(g), buf.getvalue())
 
     def load(self, g: int) -> dict[str, np.ndarray]:
         """Group ``g``'s arrays.
@@ -78,12 +87,31 @@ class WorkDir:
         except (OSError, KeyError, ValueError, zipfile.BadZipFile) as exc:
             raise FormatError(f"{path}: damaged work file ({type(exc).__name__}); delete it and rerun to recompute the group") from exc
 
+    def shard_file(self, shard: int) -> Path:
+        """Path of shard ``shard``'s record."""
+        return self.path / f"shard-{shard:06d}.json"
+
+    def save_shard(self, shard: int, entry: ShardEntry) -> None:
+        """Record that shard ``shard`` is written under its final name, as ``entry`` describes."""
+        atomic_write(self.shard_file(shard), json.dumps(dataclasses.asdict(entry), sort_keys=True).encode())
+
+    def finished_shard(self, shard: int, path: Path, groups: range) -> ShardEntry | None:
+        """The recorded entry of shard ``shard`` if the file at ``path`` is that finished shard.
+
+        The shard counts as finished when its record names ``path`` and ``groups`` and the file
+        has the recorded size and sha256; anything else (no record, a damaged or partial file)
+        means it is written again.
+        """
+        try:
+            entry = ShardEntry(**json.loads(self.shard_file(shard).read_text()))
+        except (OSError, ValueError, TypeError):
+            return None
+        if (entry.name, entry.first_group, entry.groups) != (path.name, groups.start, len(groups)):
+            return None
+        if not path.is_file() or path.stat().st_size != entry.bytes or sha256_file(path) != entry.sha256:
+            return None
+        return entry
+
     def remove(self) -> None:
         """Delete the work folder."""
         shutil.rmtree(self.path, ignore_errors=True)
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)

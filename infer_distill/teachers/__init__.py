@@ -14,6 +14,7 @@ Checkpoints are plain dicts saved with :func:`torch.save` and loaded with ``weig
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from torch import nn
 
@@ -29,6 +30,7 @@ from ._registry import TeacherBuilder as TeacherBuilder
 from ._registry import check_arch_args as check_arch_args
 from ._registry import register_teacher as register_teacher
 from ._registry import resolve_weights as resolve_weights
+from ._registry import weights_normalization as weights_normalization
 from .checkpoint import load_teacher as load_teacher
 from .checkpoint import save_teacher as save_teacher
 from .checkpoint import teacher_sha256 as teacher_sha256
@@ -48,6 +50,7 @@ __all__ = [
     "save_teacher",
     "teacher_sha256",
     "weights_cache_dir",
+    "weights_normalization",
 ]
 
 
@@ -111,7 +114,7 @@ def weights_cache_dir() -> str:
     return f"{torch.hub.get_dir()}/checkpoints"
 
 
-def open_teacher(arch: str, source: str, *, num_classes: int, in_channels: int, image_size: int) -> tuple[nn.Module, dict[str, str]]:
+def open_teacher(arch: str, source: str, *, num_classes: int, in_channels: int, image_size: int) -> tuple[nn.Module, dict[str, Any]]:
     """A frozen eval-mode teacher from a checkpoint file or a torchvision weights name.
 
     Args:
@@ -120,7 +123,8 @@ def open_teacher(arch: str, source: str, *, num_classes: int, in_channels: int, 
 
     Returns:
         ``(model, provenance)`` where provenance holds ``sha256`` of the weight file (the cached
-        torchvision file for named weights) and, for named weights, ``weights`` and ``url``.
+        torchvision file for named weights) and, for named weights, ``weights``, ``url`` and the
+        ``mean``/``std`` the weights were trained with (:func:`weights_normalization`).
 
     Raises:
         ConfigError: a bad checkpoint or unknown weights.
@@ -133,5 +137,6 @@ def open_teacher(arch: str, source: str, *, num_classes: int, in_channels: int, 
         p.requires_grad_(False)
     member = resolve_weights(arch, source, num_classes=num_classes, in_channels=in_channels, image_size=image_size)
     cached = Path(weights_cache_dir()) / member.url.rsplit("/", 1)[-1]
-    return model, {"sha256": teacher_sha256(cached), "weights": str(member), "url": member.url}
+    mean, std = weights_normalization(member)
+    return model, {"sha256": teacher_sha256(cached), "weights": str(member), "url": member.url, "mean": mean, "std": std}
 

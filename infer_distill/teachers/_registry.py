@@ -79,3 +79,13 @@ def resolve_weights(arch: str, weights: str, *, num_classes: int, in_channels: i
             f"{want_nc} classes, got in_channels={in_channels}, image_size={image_size}, num_classes={num_classes}"
         )
     return member
+
+
+def weights_normalization(member: Any) -> tuple[list[float], list[float]]:
+    """The per-channel ``(mean, std)`` a torchvision weights enum member was trained with.
+
+    Registered weights carry their normalization in their inference transform (torchvision's
+    ImageNet weights: mean 0.485/0.456/0.406, std 0.229/0.224/0.225). Nothing is downloaded.
+    """
+    transform = member.transforms()
+    return [float(v) for v in transform.mean], [float(v) for v in transform.std]
