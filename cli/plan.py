@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import click
 
 if TYPE_CHECKING:
-    from infer_distill.planner import Plan
+    from infer_distill.planner import Layout, Plan
 
 FIELD_ORDER = ("base", "compensators", "labels")
 
@@ -22,9 +22,10 @@ FIELD_ORDER = ("base", "compensators", "labels")
 @click.option("--base-codec", default=None, help="Also plan this base codec: png, npy[:LEVEL|none], jpeg[:QUALITY].")
 @click.option("--compensator-codec", default=None, help="Also plan this compensator codec: fp16, int8 (optionally :LEVEL|none).")
 @click.option("--label-codec", default=None, help="Also plan this label codec: fp16, topk[:K], none.")
+@click.option("--shard-size", type=int, default=None, help="Groups per shard, as for infer distill. [default: distill's]")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object with the same numbers.")
 def plan(dataset: str, ipc: int, m: int, image_size: int | None, base_codec: str | None, compensator_codec: str | None,
-         label_codec: str | None, as_json: bool) -> None:
+         label_codec: str | None, shard_size: int | None, as_json: bool) -> None:
     """G, instances, stored images, bytes by field per codec and compression ratios; reads no images.
 
     Bytes marked ~ are estimates from measured bytes-per-value constants (PNG, JPEG, zstd, meta.json,
@@ -33,7 +34,7 @@ def plan(dataset: str, ipc: int, m: int, image_size: int | None, base_codec: str
     from infer_distill.planner import make_plan
 
     codecs = {"base": base_codec, "compensators": compensator_codec, "labels": label_codec}
-    p = make_plan(dataset, ipc, m, codecs=codecs, image_size=image_size)
+    p = make_plan(dataset, ipc, m, codecs=codecs, image_size=image_size, shard_size=shard_size)
     click.echo(json.dumps(p.to_dict(), indent=1) if as_json else "\n".join(render(p)))
 
 
@@ -56,21 +57,21 @@ def render(p: Plan) -> list[str]:
         for i, fb in enumerate(p.fields[name]):
             lines.append(f"  {name if i == 0 else '':<14}{fb.codec:<18}{_n(fb.bytes, fb.estimate)}")
     for lay in p.layouts:
-        lines += ["", *_layout(lay.name, lay.codecs, lay.bytes, lay.estimated, lay.shards, lay.ratio_to_train_bytes)]
+        lines += ["", *_layout(lay, p.shard_size)]
     return lines + ["", *_reference(p), "", *_ratios(p)]
 
 
 NOTES = {"metadata": "meta.json per group + index.json", "container": "tar headers, padding, end blocks"}
 
 
-def _layout(name: str, codecs: dict[str, str], nbytes: dict[str, int], estimated: list[str], shards: int,
-            ratio: float) -> list[str]:
+def _layout(lay: Layout, shard_size: int) -> list[str]:
     what = {"chosen": "the codecs infer distill would use", "uncompressed": "exact payload",
-            "compact": "lossy bases, int8, top-10"}.get(name, "")
-    out = [f"layout {name} ({', '.join(codecs[f] for f in FIELD_ORDER)}; {what}), {shards} shard(s):"]
-    for key, value in nbytes.items():
-        note = NOTES.get(key, f"{100 * ratio:.4f}% of the train bytes" if key == "total" else "")
-        out.append(f"  {key:<14}{_n(value, key in estimated)}   {note}".rstrip())
+            "compact": "lossy bases, int8, top-10"}.get(lay.name, "")
+    out = [f"layout {lay.name} ({', '.join(lay.codecs[f] for f in FIELD_ORDER)}; {what}), "
+           f"{lay.shards} shard(s) of up to {shard_size} group(s):"]
+    for key, value in lay.bytes.items():
+        note = NOTES.get(key, f"{100 * lay.ratio_to_train_bytes:.4f}% of the train bytes" if key == "total" else "")
+        out.append(f"  {key:<14}{_n(value, key in lay.estimated)}   {note}".rstrip())
     return out
 
 

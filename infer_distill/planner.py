@@ -38,21 +38,24 @@ import io
 import json
 import math
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from infer_data.codecs import parse_codec
-from infer_data.constants import DEFAULT_MAX_SHARD_BYTES
 from infer_data.errors import ConfigError, InferError
 from infer_data.writer import DEFAULT_CODECS
 
 from .budget import num_groups, stored_images
+from .layout import Layout as ShardLayout
+from .layout import default_shard_size
 from .plan_sources import SourceSize, source_size
+
+if TYPE_CHECKING:
+    from .config import DistillConfig
 
 TAR_BLOCK = 512
 TAR_END = 2 * TAR_BLOCK
-SHARD_ROLL_SLACK = 10240  # the writer closes a shard when size + this would pass the limit
 
 # Bytes per stored uint8 value (one channel of one pixel), measured by bench/plan_constants.py.
 BASE_BYTES_PER_VALUE: dict[str, dict[str, float]] = {
@@ -135,6 +138,7 @@ class Plan:
     budget_images: int
     stored_images: int
     instances: int
+    shard_size: int  # groups per shard, as infer distill cuts them
     fields: dict[str, list[FieldBytes]]
     layouts: list[Layout]
     reference_layout: dict[str, Any]
@@ -161,15 +165,14 @@ def tar_member_bytes(size: int) -> int:
     return TAR_BLOCK + -(-size // TAR_BLOCK) * TAR_BLOCK
 
 
-def shard_sizes(group_bytes: int, groups: int, max_shard_bytes: int = DEFAULT_MAX_SHARD_BYTES) -> list[int]:
-    """File sizes of the shards that ``groups`` groups of ``group_bytes`` tar bytes each fill, as the writer rolls them."""
-    sizes, pos, open_groups = [], 0, 0
-    for _ in range(groups):
-        if open_groups and pos + group_bytes + SHARD_ROLL_SLACK > max_shard_bytes:
-            sizes.append(pos + TAR_END)
-            pos, open_groups = 0, 0
-        pos, open_groups = pos + group_bytes, open_groups + 1
-    return sizes + [pos + TAR_END] if open_groups else sizes
+def shard_sizes(group_bytes: int, groups: int, shard_size: int) -> list[int]:
+    """File sizes of the shards of ``groups`` groups of ``group_bytes`` tar bytes, ``shard_size`` groups per shard.
+
+    This is ``infer distill``'s layout (:mod:`infer_distill.layout`): shard s holds groups
+    ``[s * S, (s + 1) * S)``, the last one fewer; each shard ends with two 512-byte zero blocks.
+    """
+    layout = ShardLayout(groups, shard_size, shard_size)
+    return [len(layout.shard_groups(i)) * group_bytes + TAR_END for i in range(layout.num_shards)]
 
 
 # --- per-field byte model ---------------------------------------------------------------------
@@ -274,13 +277,12 @@ def index_bytes(src: SourceSize, s: Shape, shards: int, codecs: dict[str, dict[s
 # --- whole layouts and the plan -----------------------------------------------------------------
 
 
-def layout_bytes(name: str, chosen: dict[str, tuple[str, dict[str, Any]]], src: SourceSize, s: Shape,
-                 max_shard_bytes: int = DEFAULT_MAX_SHARD_BYTES) -> Layout:
+def layout_bytes(name: str, chosen: dict[str, tuple[str, dict[str, Any]]], src: SourceSize, s: Shape, shard_size: int) -> Layout:
     """Bytes on disk of the whole set under one codec per field: fields, meta + index, tar framing."""
     fields = {f: field_bytes(f, label, spec, s) for f, (label, spec) in chosen.items()}
     meta = meta_bytes(s, src.images)
     members = [m for fb in fields.values() for m in fb.members] + [meta]
-    shards = shard_sizes(sum(tar_member_bytes(m) for m in members), s.g, max_shard_bytes)
+    shards = shard_sizes(sum(tar_member_bytes(m) for m in members), s.g, shard_size)
     index = index_bytes(src, s, len(shards), {f: spec for f, (_, spec) in chosen.items()})
     total = sum(shards) + index
     out = {f: fb.bytes for f, fb in fields.items()}
@@ -306,12 +308,16 @@ def parse_user_codecs(texts: dict[str, str | None]) -> dict[str, tuple[str, dict
     return out
 
 
-def default_codecs(src: SourceSize) -> dict[str, tuple[str, dict[str, Any]]]:
-    """The codecs ``infer distill`` would use for this source: the writer's defaults, then the preset's."""
+def preset_for(src: SourceSize) -> DistillConfig:
+    """The preset ``infer distill`` starts from for this source (no --preset given)."""
     from .config import DEFAULT_PRESET, create_preset
 
-    preset = {"imagenet-1k": "imagenet1k", "tiny-imagenet": "tinyimagenet"}.get(src.name, DEFAULT_PRESET.get(src.name, "cifar10"))
-    specs = {**DEFAULT_CODECS, **create_preset(preset).codecs}
+    return create_preset({"imagenet-1k": "imagenet1k", "tiny-imagenet": "tinyimagenet"}.get(src.name, DEFAULT_PRESET.get(src.name, "cifar10")))
+
+
+def default_codecs(cfg: DistillConfig) -> dict[str, tuple[str, dict[str, Any]]]:
+    """The codecs ``infer distill`` would use: the writer's defaults, then the preset's."""
+    specs = {**DEFAULT_CODECS, **cfg.codecs}
     return {f: (_label(spec), spec) for f, spec in specs.items()}
 
 
@@ -339,7 +345,7 @@ def _full(field_name: str, spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def make_plan(spec: str, ipc: int, m: int, *, codecs: dict[str, str | None] | None = None, image_size: int | None = None,
-              max_shard_bytes: int = DEFAULT_MAX_SHARD_BYTES) -> Plan:
+              shard_size: int | None = None) -> Plan:
     """Plan distilling ``spec`` at ``ipc`` with ``m`` teachers, without loading the data.
 
     Args:
@@ -348,13 +354,15 @@ def make_plan(spec: str, ipc: int, m: int, *, codecs: dict[str, str | None] | No
         m: compensators per group (teachers).
         codecs: user codec texts per field (``{"base": "jpeg:75"}``); unset fields use the defaults.
         image_size: store images at this side (image folders are resized to it).
-        max_shard_bytes: the writer's shard size limit.
+        shard_size: groups per shard (``infer distill --shard-size``); None or 0: distill's default.
 
     Raises:
         ConfigError: unknown source or codec, an ipc too small for one group, or more groups than
             the smallest class has images.
         DatasetNotFoundError: an image folder that does not exist.
     """
+    if shard_size is not None and shard_size < 0:
+        raise ConfigError(f"--shard-size must be a number of groups >= 1 (or 0 for the default), got {shard_size}")
     user = parse_user_codecs(codecs or {})
     src = source_size(spec, image_size=image_size)
     k = src.classes
@@ -364,14 +372,16 @@ def make_plan(spec: str, ipc: int, m: int, *, codecs: dict[str, str | None] | No
                           f"in its smallest class (one base per class per group); lower --ipc")
     s = Shape(k, m, g, k, src.image_shape)
     fields = {f: [field_bytes(f, label, sp, s) for label, sp in items] for f, items in _choices(user).items()}
-    chosen = {**default_codecs(src), **user}
+    cfg = preset_for(src)
+    chosen = {**default_codecs(cfg), **user}
+    size = shard_size or default_shard_size(cfg.batch_groups, k, m, src.image_shape, k)
     uncompressed = {f: CHOICES[f][0] for f in CHOICES}
     compact = {"base": CHOICES["base"][4], "compensators": CHOICES["compensators"][3], "labels": CHOICES["labels"][3]}
-    layouts = [layout_bytes(n, c, src, s, max_shard_bytes) for n, c in
+    layouts = [layout_bytes(n, c, src, s, size) for n, c in
                (("chosen", chosen), ("uncompressed", uncompressed), ("compact", compact))]
     reference = reference_layout(src, s)
     return Plan(asdict(src) | {"class_names": len(src.class_names)}, ipc, k, m, g, ipc * k, stored_images(g, k, m),
-                s.rows * g, fields, layouts, reference, ratios(src, s, ipc, layouts[0], reference))
+                s.rows * g, size, fields, layouts, reference, ratios(src, s, ipc, layouts[0], reference))
 
 
 def reference_layout(src: SourceSize, s: Shape) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from PIL import Image
 
 from infer_data.codecs import encode_npy
 from infer_data.errors import ConfigError, DatasetNotFoundError
+from infer_data import MethodInfo, ShardWriter
 from infer_data.index import read_index
 from infer_data.stats import KNOWN_DATASETS, stored_bytes
 from infer_distill.plan_sources import KNOWN_SOURCES, source_size
@@ -58,7 +59,7 @@ def test_field_bytes_equal_what_the_writer_stores(tmp_path: Path, codecs: dict) 
         assert fb.bytes == getattr(on_disk, name), name
 
 
-def test_tar_framing_and_shard_rolling_match_the_writer(tmp_path: Path) -> None:
+def test_tar_framing_and_shard_layout_match_the_writer(tmp_path: Path) -> None:
     groups = make_groups(5, 4, 2, (3, 8, 8))
     one = write_dataset(tmp_path / "one", groups, codecs=EXACT)
     shard = one / read_index(one).shards[0].name
@@ -66,10 +67,20 @@ def test_tar_framing_and_shard_rolling_match_the_writer(tmp_path: Path) -> None:
         sizes = [info.size for info in tar]
     assert shard.stat().st_size == sum(tar_member_bytes(n) for n in sizes) + 1024
     group_bytes = sum(tar_member_bytes(n) for n in sizes) // 5  # meta.json pads to the same 512-byte blocks here
-    limit = 2 * group_bytes + 10240 + 1
-    many = write_dataset(tmp_path / "many", groups, codecs=EXACT, max_shard_bytes=limit)
-    assert [e.bytes for e in read_index(many).shards] == shard_sizes(group_bytes, 5, limit) == [
-        2 * group_bytes + 1024, 2 * group_bytes + 1024, group_bytes + 1024]
+    info = read_index(one).dataset
+    method = MethodInfo(4, 2, 0, 10, list(groups[0].teachers))
+    with ShardWriter(tmp_path / "fixed", dataset=info, method=method, codecs=EXACT) as w:  # infer distill's way: S groups a shard
+        entries = [w.write_shard(i, 2 * i, groups[2 * i : 2 * i + 2]) for i in range(3)]
+        for e in entries:
+            w.add_shard(e)
+    assert [e.bytes for e in entries] == shard_sizes(group_bytes, 5, 2) == [2 * group_bytes + 1024] * 2 + [group_bytes + 1024]
+
+
+@pytest.mark.parametrize(("spec", "ipc", "shard_size", "shards"), [
+    ("imagenet-1k", 10, None, 9), ("cifar10", 50, None, 3), ("cifar10", 50, 5, 7), ("embedded", 10, None, 1)])
+def test_shard_count_follows_distill_layout(spec: str, ipc: int, shard_size: int | None, shards: int) -> None:
+    p = make_plan(spec, ipc, 4, shard_size=shard_size)
+    assert all(lay.shards == shards for lay in p.layouts)
 
 
 def test_entropy_coded_fields_are_marked_estimates() -> None:
@@ -99,6 +110,8 @@ def test_errors_name_the_argument() -> None:
         make_plan("imagenet-1k", 1, 4)
     with pytest.raises(ConfigError, match=r"^--base-codec 'jpg': unknown codec 'base/jpg'"):
         make_plan("cifar10", 10, 4, codecs={"base": "jpg"})
+    with pytest.raises(ConfigError, match=r"^--shard-size must be a number of groups >= 1 \(or 0 for the default\), got -1"):
+        make_plan("cifar10", 10, 4, shard_size=-1)
     with pytest.raises(ConfigError, match=r"^--label-codec 'topk:x': "):
         make_plan("cifar10", 10, 4, codecs={"labels": "topk:x"})
     with pytest.raises(ConfigError, match=r"^--ipc 800 needs G=796 groups but imagenet-1k has only 732 training images"):
