@@ -35,6 +35,9 @@ from .mixup import mixup_batch as mixup_batch
 from .reader import iter_groups as iter_groups
 from .record import GroupRecord as GroupRecord
 from .writer import ShardWriter as ShardWriter
+from .stream import InferStreamDataset as InferStreamDataset
+from .stream import expand_groups as expand_groups
+from .shardstream import StreamError as StreamError
 
 __all__ = [
     "BatchMixup", "CodecError", "ConfigError", "DatasetIndex", "DatasetInfo", "DatasetNotFoundError", "DeviceData",
@@ -43,3 +46,4 @@ __all__ = [
     "RegistryError", "ShardEntry", "ShardWriter", "UnsupportedVersionError", "__version__",
     "create_codec", "iter_groups", "list_codecs", "mixup_batch", "read_index",
 ]
+__all__ += ["InferStreamDataset", "StreamError", "expand_groups"]

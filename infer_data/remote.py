@@ -1,19 +1,27 @@
 """Datasets published under a URL prefix: fetched once into a local cache, checked, then read.
 
 ``InferDataset("https://host/path/cifar10-ipc10")`` downloads ``index.json`` and the shards it
-lists into ``~/.cache/infer/<hash of the URL>/`` (or ``$INFER_CACHE``, or ``cache_dir``). Every
-download is bounded by the size the index declares, checked against its sha256, written under a
-temporary name and renamed when complete, so an interrupted download is simply retried.
+lists into ``~/.cache/infer/<key>/`` (or ``$INFER_CACHE``, or ``cache_dir``), ``key`` being 16 hex
+digits of the sha256 of the URL prefix (:func:`cache_key`); ``source.json`` there records the
+prefix for ``infer cache ls``. Every download is bounded by the size the index declares, hashed
+as it arrives and checked against its sha256, written under a temporary name and renamed when
+complete, so an interrupted download is simply retried. A byte progress bar goes to stderr when
+it is a terminal (``progress=False`` or ``TQDM_DISABLE=1`` turn it off). The streaming reader
+(:mod:`infer_data.stream`) keeps verified shards in the same layout.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
-import shutil
+import sys
+import tempfile
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from .constants import INDEX_FILENAME
 from .errors import DatasetNotFoundError, FormatError, IntegrityError
@@ -22,6 +30,7 @@ from .writer import sha256_file
 
 URL_SCHEMES = ("http://", "https://", "file://")
 CHUNK = 1 << 20
+SOURCE_FILENAME = "source.json"
 
 
 def is_url(source: str | os.PathLike[str]) -> bool:
@@ -34,14 +43,32 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get("INFER_CACHE", Path.home() / ".cache" / "infer"))
 
 
-def _fetch(url: str, dest: Path, max_bytes: int) -> None:
-    """Download ``url`` to ``dest`` atomically, refusing more than ``max_bytes``.
+def cache_key(prefix: str) -> str:
+    """The cache folder name of a dataset prefix: 16 hex digits of its sha256."""
+    return hashlib.sha256(prefix.encode()).hexdigest()[:16]
+
+
+def mark_source(folder: Path, source: str) -> None:
+    """Record ``source`` in ``folder/source.json`` (once) so ``infer cache ls`` can name it."""
+    path = folder / SOURCE_FILENAME
+    if path.is_file():
+        return
+    fd, tmp = tempfile.mkstemp(prefix=f".{SOURCE_FILENAME}.", dir=folder)
+    with os.fdopen(fd, "w") as fh:
+        json.dump({"source": source}, fh)
+        fh.write("\n")
+    os.replace(tmp, path)
+
+
+def _fetch(url: str, dest: Path, max_bytes: int, advance: Callable[[int], object] = lambda n: None) -> str:
+    """Download ``url`` to ``dest`` atomically, refusing more than ``max_bytes``; returns its sha256.
 
     Raises:
         DatasetNotFoundError: the URL cannot be fetched.
         IntegrityError: the body is larger than allowed.
     """
     tmp = dest.with_name(f".{dest.name}.download")
+    sha = hashlib.sha256()
     try:
         with urllib.request.urlopen(url, timeout=60) as response, open(tmp, "wb") as out:  # noqa: S310 - schemes checked
             n = 0
@@ -50,6 +77,8 @@ def _fetch(url: str, dest: Path, max_bytes: int) -> None:
                 if n > max_bytes:
                     raise IntegrityError(f"{url}: larger than the {max_bytes} bytes index.json declares; the server copy is wrong")
                 out.write(block)
+                sha.update(block)
+                advance(len(block))
     except (urllib.error.URLError, OSError) as exc:
         tmp.unlink(missing_ok=True)
         raise DatasetNotFoundError(f"{url}: cannot download ({exc}); check the URL and your connection") from exc
@@ -57,42 +86,66 @@ def _fetch(url: str, dest: Path, max_bytes: int) -> None:
         tmp.unlink(missing_ok=True)
         raise
     os.replace(tmp, dest)
+    return sha.hexdigest()
 
 
-def fetch_dataset(url: str, cache_dir: str | os.PathLike[str] | None = None) -> Path:
+def _progress_bar(total: int, prefix: str, progress: bool | None) -> Any:
+    """A tqdm byte bar on stderr; ``progress`` None: only when stderr is a terminal."""
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=f"download {prefix}", file=sys.stderr,
+                disable=None if progress is None else not progress, leave=False)
+
+
+def fetch_dataset(url: str, cache_dir: str | os.PathLike[str] | None = None, *, progress: bool | None = None) -> Path:
     """Mirror the dataset at URL prefix ``url`` into the cache; returns the local folder.
 
     Shards already in the cache with the declared size and sha256 are not fetched again.
+
+    Args:
+        progress: byte progress bar on stderr: None shows it when stderr is a terminal.
 
     Raises:
         DatasetNotFoundError, IntegrityError, FormatError: naming the URL and the problem.
     """
     prefix = url.rstrip("/")
     root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    local = root / hashlib.sha256(prefix.encode()).hexdigest()[:16]
+    local = root / cache_key(prefix)
     local.mkdir(parents=True, exist_ok=True)
+    mark_source(local, prefix)
     index_tmp = local / f".{INDEX_FILENAME}.remote"
     _fetch(f"{prefix}/{INDEX_FILENAME}", index_tmp, INDEX_MAX_BYTES)
     index = DatasetIndex.from_json(index_tmp.read_bytes().decode("utf-8", errors="replace"), where=f"{prefix}/{INDEX_FILENAME}")
-    for entry in index.shards:
-        dest = local / entry.name
-        if dest.is_file() and dest.stat().st_size == entry.bytes and sha256_file(dest) == entry.sha256:
-            continue
-        _fetch(f"{prefix}/{entry.name}", dest, entry.bytes)
-        if dest.stat().st_size != entry.bytes or sha256_file(dest) != entry.sha256:
-            dest.unlink()
-            raise IntegrityError(f"{prefix}/{entry.name}: downloaded bytes do not match index.json (size or sha256); the server copy is corrupt")
     if not index.shards:
         raise FormatError(f"{prefix}/{INDEX_FILENAME}: lists no shards")
+    todo = [e for e in index.shards if not _cached_ok(local / e.name, e.bytes, e.sha256)]
+    with _progress_bar(sum(e.bytes for e in todo), prefix, progress) as bar:
+        for entry in todo:
+            dest = local / entry.name
+            got = _fetch(f"{prefix}/{entry.name}", dest, entry.bytes, bar.update)
+            if dest.stat().st_size != entry.bytes or got != entry.sha256:
+                dest.unlink()
+                raise IntegrityError(f"{prefix}/{entry.name}: downloaded bytes do not match index.json (size or sha256); the server copy is corrupt")
     os.replace(index_tmp, local / INDEX_FILENAME)
     return local
 
 
+def _cached_ok(path: Path, size: int, sha256: str) -> bool:
+    return path.is_file() and path.stat().st_size == size and sha256_file(path) == sha256
+
+
 def clear_cache(cache_dir: str | os.PathLike[str] | None = None) -> None:
-    """Remove every cached dataset."""
-    shutil.rmtree(Path(cache_dir) if cache_dir is not None else default_cache_dir(), ignore_errors=True)
+    """Remove every cached dataset (URL mirrors, stream caches, decoded groups) under the cache root.
+
+    Only folders the package made are removed (see :mod:`infer_data.cachedir`), never other files.
+    """
+    from .cachedir import list_cache, remove_entry
+
+    for entry in list_cache(cache_dir):
+        remove_entry(entry)
 
 
-def resolve_root(source: str | os.PathLike[str], cache_dir: str | os.PathLike[str] | None = None) -> Path:
+def resolve_root(source: str | os.PathLike[str], cache_dir: str | os.PathLike[str] | None = None, *,
+                 progress: bool | None = None) -> Path:
     """A local folder for ``source``: the folder itself, or the cache mirror of a URL prefix."""
-    return fetch_dataset(str(source), cache_dir) if is_url(source) else Path(source)
+    return fetch_dataset(str(source), cache_dir, progress=progress) if is_url(source) else Path(source)

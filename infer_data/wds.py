@@ -11,6 +11,9 @@ handlers to get numpy arrays::
 
 :func:`group_pipeline` does the same through the project's safe decoder and yields
 :class:`~infer_data.record.GroupRecord` objects with shapes checked against the index.
+:func:`infer_data.stream.expand_groups` is a stage that turns such a pipeline's groups into
+training instances (``wds.WebDataset(urls, shardshuffle=False).compose(expand_groups(index))``),
+and :class:`infer_data.stream.InferStreamDataset` streams whole sets from URLs.
 """
 
 from __future__ import annotations
@@ -21,10 +24,10 @@ from typing import Any
 
 from .codecs import decompress_bounded
 from .constants import GROUP_KEY
-from .errors import FormatError
 from .index import read_index
-from .reader import GroupSchema, check_shard_file, decode_group, shard_path
+from .reader import GroupSchema, check_shard_file, shard_path
 from .record import GroupRecord
+from .stream import decode_sample
 
 DEFAULT_MAX_DECOMPRESSED = 1 << 30  # 1 GiB per member when no index bounds it
 
@@ -63,15 +66,7 @@ def group_pipeline(root: str | os.PathLike[str], *, verify: bool = True) -> Iter
         check_shard_file(shard_path(root, entry), entry, verify=verify)
     pipeline = wds.WebDataset(shard_urls(root), shardshuffle=False, empty_check=False)
     for sample in pipeline:
-        members = {k: v for k, v in sample.items() if not k.startswith("__")}
-        where = f"{sample['__url__']} group {sample['__key__']}"
-        unknown = [k for k in members if k not in schema.bounds]
-        if unknown:
-            raise FormatError(f"{where}: unexpected member '{unknown[0]}'")
-        for k, v in members.items():
-            if len(v) > schema.bounds[k]:
-                raise FormatError(f"{where} member '{k}': {len(v)} bytes exceeds its declared bound")
-        yield decode_group(members, schema, where)
+        yield decode_sample(sample, schema)[1]
 
 
 def group_key(g: int) -> str:
