@@ -24,6 +24,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "distill": ("distill", "distill", "Distill a dataset with INFER: compensators + static labels -> shards (resumable)."),
     "teacher": ("teacher", "teacher", "Train teacher checkpoints (`infer teacher train`)."),
     "evaluate": ("evaluate", "evaluate", "Train a student on a distilled set; report real test top-1 (static or dynamic labels)."),
+    "cache": ("cache", "cache", "List and clear cached datasets: URL mirrors, stream caches, decoded groups (`ls`, `clear`)."),
     "plan": ("plan", "plan", "Before any work: G, instances, stored images, bytes by field per codec, compression ratios."),
 }
 

@@ -94,7 +94,7 @@ def _progress_bar(total: int, prefix: str, progress: bool | None) -> Any:
     from tqdm.auto import tqdm
 
     return tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=f"download {prefix}", file=sys.stderr,
-                disable=None if progress is None else not progress, leave=False)
+                disable=None if progress is None else not progress)
 
 
 def fetch_dataset(url: str, cache_dir: str | os.PathLike[str] | None = None, *, progress: bool | None = None) -> Path:
