@@ -11,7 +11,7 @@ handlers to get numpy arrays::
 
 :func:`group_pipeline` does the same through the project's safe decoder and yields
 :class:`~infer_data.record.GroupRecord` objects with shapes checked against the index.
-:func:`infer_data.stream.expand_groups` is a stage that turns such a pipeline's groups into
+:func:`infer_data.streamstages.expand_groups` is a stage that turns such a pipeline's groups into
 training instances (``wds.WebDataset(urls, shardshuffle=False).compose(expand_groups(index))``),
 and :class:`infer_data.stream.InferStreamDataset` streams whole sets from URLs.
 """
@@ -27,7 +27,7 @@ from .constants import GROUP_KEY
 from .index import read_index
 from .reader import GroupSchema, check_shard_file, shard_path
 from .record import GroupRecord
-from .stream import decode_sample
+from .streamstages import decode_sample
 
 DEFAULT_MAX_DECOMPRESSED = 1 << 30  # 1 GiB per member when no index bounds it
 

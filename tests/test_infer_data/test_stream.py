@@ -235,3 +235,11 @@ def test_a_member_outside_the_schema_is_refused_before_it_is_read(tiny_dir: Path
     (tiny_dir / "index.json").write_text(json.dumps(index))
     with pytest.raises(FormatError, match=rf"^{tiny_dir}/shard-000000\.tar group g000000: unexpected member 'evil\.npy' for codecs"):
         list(InferStreamDataset(tiny_dir))
+
+
+def test_rank_comes_from_the_environment_as_torchrun_sets_it(tiny_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("WORLD_SIZE", "3")
+    ds = InferStreamDataset(tiny_dir)
+    assert ds.readers() == (1, 3) and ds.epoch_length() == 12
+    assert [torch.equal(x, y) for (x, _), (y, _) in zip(ds, InferStreamDataset(tiny_dir, rank=1, world_size=3), strict=True)] == [True] * 12
