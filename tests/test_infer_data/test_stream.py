@@ -243,3 +243,46 @@ def test_rank_comes_from_the_environment_as_torchrun_sets_it(tiny_dir: Path, mon
     ds = InferStreamDataset(tiny_dir)
     assert ds.readers() == (1, 3) and ds.epoch_length() == 12
     assert [torch.equal(x, y) for (x, _), (y, _) in zip(ds, InferStreamDataset(tiny_dir, rank=1, world_size=3), strict=True)] == [True] * 12
+
+
+def _ddp_rank(rank: int, url: str, out: str, port: int) -> None:
+    import datetime
+    import os
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), LOCAL_RANK=str(rank),
+                      WORLD_SIZE="2", TORCHELASTIC_USE_AGENT_STORE="True")
+    torch.set_num_threads(1)
+    torch.distributed.init_process_group("gloo", timeout=datetime.timedelta(seconds=60))
+    ds = InferStreamDataset(url, shuffle=8, seed=1)  # rank and world size from the process group
+    images, steps = [], torch.zeros(1)
+    for x, _ in DataLoader(ds, batch_size=4):
+        torch.distributed.all_reduce(steps + 1)  # one collective per batch, as DDP's gradient sync: unequal counts would hang
+        images.append(x)
+        steps += 1
+    counts = [torch.zeros(1), torch.zeros(1)]
+    torch.distributed.all_gather(counts, steps)
+    torch.distributed.barrier()
+    torch.distributed.destroy_process_group()
+    torch.save({"images": torch.cat(images), "counts": torch.cat(counts)}, Path(out) / f"rank{rank}.pt")
+    os._exit(0)  # see tests/test_ddp.py: no interpreter teardown once the results are saved
+
+
+@pytest.mark.skipif(not torch.distributed.is_available() or not torch.distributed.is_gloo_available(), reason="needs gloo")
+def test_two_gloo_ranks_stream_disjoint_covers_in_equal_steps(dataset_factory: Callable[..., Path], serve: Callable[..., str],
+                                                             tmp_path: Path) -> None:
+    import socket
+
+    import torch.multiprocessing as mp
+
+    root = dataset_factory(make_groups(5, 4, 2, (3, 8, 8)), max_shard_bytes=2000)  # 5 shards, 60 instances, 2 readers
+    keys = {k[0]: i for k, i in _keys(InferDataset(root)).items()}
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = int(s.getsockname()[1])
+    store = torch.distributed.TCPStore("127.0.0.1", port, 2, is_master=True, wait_for_workers=False)
+    mp.spawn(_ddp_rank, args=(serve(root), str(tmp_path), port), nprocs=2, join=True)
+    del store
+    results = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(2)]
+    assert all(r["counts"].tolist() == [8.0, 8.0] for r in results)  # 30 instances in batches of 4 per rank
+    seen = [[keys[x.numpy().tobytes()] for x in r["images"]] for r in results]
+    assert len(seen[0]) == len(seen[1]) == 30 and sorted(seen[0] + seen[1]) == list(range(60))
