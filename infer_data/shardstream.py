@@ -210,6 +210,9 @@ class CheckedStream:
                 return data
             if self.retries <= 0:
                 why = _short(error) if error is not None else (self.stream.failure() or "the stream ended")
+                if self.nbytes == 0:
+                    raise StreamError(f"{self.url}: cannot read the shard ({why}); check the URL, path or command, "
+                                      "or pass retries=N to reopen failed streams")
                 raise StreamError(f"{self.url}: connection lost after {self.nbytes} of {self.entry.bytes} bytes ({why}); "
                                   "check the connection and retry, or pass retries=N to reopen dropped streams")
             self.retries -= 1

@@ -177,11 +177,19 @@ def test_cache_is_read_back_and_a_spoiled_copy_removed(tiny_dir: Path, serve: Ca
     assert not cached[0].exists()
 
 
-def test_pipe_url(tiny_dir: Path) -> None:
-    ref = InferDataset(tiny_dir)
+def test_pipe_and_file_urls(tiny_dir: Path) -> None:
+    ref = torch.stack([x for x, _ in InferDataset(tiny_dir)])
     items = list(InferStreamDataset(f"pipe:cat {tiny_dir}/{{}}", batch_size=10))
     assert [len(x) for x, _ in items] == [10, 10, 10, 6]
-    assert torch.equal(torch.cat([x for x, _ in items]), torch.stack([ref[i][0] for i in range(36)]))
+    assert torch.equal(torch.cat([x for x, _ in items]), ref)
+    assert torch.equal(torch.stack([x for x, _ in InferStreamDataset(f"file://{tiny_dir}/")]), ref)
+
+
+def test_a_shard_the_server_lacks_is_a_clear_error(tiny_dir: Path, serve: Callable[..., str]) -> None:
+    url = serve(tiny_dir)
+    (tiny_dir / "shard-000001.tar").unlink()
+    with pytest.raises(StreamError, match=rf"^{url}/shard-000001\.tar: cannot read the shard \(curl exited with status 22\); check the URL"):
+        list(InferStreamDataset(url))
 
 
 def test_bad_sources_are_one_line_errors(tiny_dir: Path, serve: Callable[..., str], tmp_path: Path) -> None:
