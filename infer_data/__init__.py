@@ -9,6 +9,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
+from .batches import batch_loader as batch_loader
 from .codecs import create_codec as create_codec
 from .codecs import list_codecs as list_codecs
 from .dataset import InferDataset as InferDataset
@@ -45,5 +46,6 @@ __all__ = [
     "FormatError", "GroupRecord", "InferDataset", "InferError", "IntegrityError", "MethodInfo",
     "RegistryError", "ShardEntry", "ShardWriter", "UnsupportedVersionError", "__version__",
     "create_codec", "iter_groups", "list_codecs", "mixup_batch", "read_index",
+    "batch_loader",
 ]
 __all__ += ["InferStreamDataset", "StreamError", "expand_groups"]

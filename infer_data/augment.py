@@ -18,6 +18,9 @@ import torch
 import torch.nn.functional as F
 
 from .errors import ConfigError
+from .resample import Scratch as Scratch
+from .resample import resized_crop as resized_crop
+from .resample import resized_crop_factors as resized_crop_factors
 
 AUGMENTATIONS = ("auto", "crop", "resized-crop", "flip", "none")
 SMALL_IMAGE_MAX = 64  # images up to this side use the padded crop under "auto" (as the small-image teachers)
@@ -48,24 +51,26 @@ def crop_offsets(n: int, padding: int, *, generator: torch.Generator) -> torch.T
     return torch.randint(0, 2 * padding + 1, (n, 2), generator=generator, device=generator.device)
 
 
-def padded_crop(x: torch.Tensor, offsets: torch.Tensor, padding: int) -> torch.Tensor:
-    """Crop each image of ``x`` at its own offset from a zero-padded copy.
+def padded_crop(x: torch.Tensor, offsets: torch.Tensor, padding: int, *, flip: torch.Tensor | None = None) -> torch.Tensor:
+    """Crop each image of ``x`` at its own offset from a zero-padded copy, optionally mirrored.
 
     Args:
         x: float (B, C, H, W).
         offsets: int64 (B, 2) ``(dy, dx)`` in [0, 2 * padding], on the device of ``x``.
         padding: zero border added on every side.
+        flip: bool (B,) samples to mirror left-right (folded into the column indices), or None.
 
     Returns:
-        (B, C, H, W): sample b is ``pad(x[b])[:, dy:dy + H, dx:dx + W]``.
+        (B, C, H, W): sample b is ``pad(x[b])[:, dy:dy + H, dx:dx + W]`` (flipped where ``flip``).
     """
     if padding == 0:
-        return x
+        return x if flip is None else apply_flip(x, flip)
     b, c, h, w = x.shape
     wp = w + 2 * padding
     xp = F.pad(x, (padding, padding, padding, padding)).flatten(2)  # (B, C, (H + 2p) * (W + 2p))
     rows = offsets[:, 0:1] + torch.arange(h, device=x.device)  # (B, H)
-    cols = offsets[:, 1:2] + torch.arange(w, device=x.device)  # (B, W)
+    ar = torch.arange(w, device=x.device)
+    cols = offsets[:, 1:2] + (ar if flip is None else torch.where(flip.view(-1, 1), w - 1 - ar, ar))  # (B, W)
     flat = (rows.unsqueeze(2) * wp + cols.unsqueeze(1)).view(b, 1, h * w)  # (B, 1, H * W)
     return xp.gather(2, flat.expand(b, c, h * w)).view(b, c, h, w)  # (B, C, H, W)
 
@@ -81,8 +86,12 @@ def flip_mask(n: int, p: float = 0.5, *, generator: torch.Generator) -> torch.Te
 
 
 def apply_flip(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Mirror left-right the samples of ``x`` (B, C, H, W) where ``mask`` (B,) is true."""
-    return torch.where(mask.view(-1, 1, 1, 1), x.flip(3), x)
+    """Mirror left-right the samples of ``x`` (B, C, H, W) where ``mask`` (B,) is true.
+
+    Only the flipped samples are read twice (no whole-batch ``torch.where``); ``x`` is not modified.
+    """
+    picked = mask.nonzero().squeeze(1)  # (F,)
+    return x.index_copy(0, picked, x.index_select(0, picked).flip(3))  # (B, C, H, W)
 
 
 def random_flip(x: torch.Tensor, p: float = 0.5, *, generator: torch.Generator) -> torch.Tensor:
@@ -136,29 +145,6 @@ def _central_box(h: int, w: int, ratio: tuple[float, float]) -> tuple[float, flo
     if in_ratio > ratio[1]:
         return float(round(h * ratio[1])), float(h)
     return float(w), float(h)
-
-
-def resized_crop(x: torch.Tensor, boxes: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Crop each sample to its box and resize it to ``size`` with bilinear sampling.
-
-    Args:
-        x: float (B, C, H, W).
-        boxes: float (B, 4) ``(top, left, height, width)`` in pixels, on the device of ``x``.
-        size: output (H', W').
-
-    Returns:
-        (B, C, H', W'); one ``grid_sample`` call for the whole batch (no antialiasing, so strong
-        downscaling aliases more than torchvision's antialiased resize).
-    """
-    b, _, h, w = x.shape
-    top, left, ch, cw = boxes.to(x.dtype).unbind(1)  # (B,) each
-    theta = torch.zeros(b, 2, 3, dtype=x.dtype, device=x.device)  # (B, 2, 3) output -> input coords
-    theta[:, 0, 0] = cw / w
-    theta[:, 0, 2] = (2 * left + cw) / w - 1
-    theta[:, 1, 1] = ch / h
-    theta[:, 1, 2] = (2 * top + ch) / h - 1
-    grid = F.affine_grid(theta, [b, x.shape[1], size[0], size[1]], align_corners=False)  # (B, H', W', 2)
-    return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
 
 def random_resized_crop(

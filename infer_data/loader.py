@@ -7,6 +7,10 @@ does everything else there, per batch, with no worker processes and no per-sampl
     seeded permutation -> slice a batch -> compose x_i + u_j -> per-sample crop / resized crop
     + flip -> normalize -> batch MixUp on images and dense soft labels
 
+Resized crops skip the full-size composite: :func:`infer_data.resample.resized_crop_factors`
+gathers only the rows each crop needs from the uint8 bases and does compose, crop, flip and
+normalization in one pass into a reused buffer; MixUp then writes the yielded batch.
+
 Ranks split each epoch like ``DistributedSampler``: the permutation is the same on every rank,
 padded by repeating its first entries to a multiple of ``world_size`` (or truncated with
 ``drop_last``), and rank r takes every ``world_size``-th entry from r, so all ranks run the same
@@ -26,11 +30,11 @@ import torch
 import torch.nn.functional as F
 
 from . import augment as aug
-from .compose import compose, normalize
+from .compose import compose
 from .dataset import InferDataset
 from .errors import ConfigError
 from .indexing import expand
-from .mixup import mixup_batch
+from .mixup import sample_lambda
 
 logger = logging.getLogger(__name__)
 
@@ -165,6 +169,7 @@ class DeviceLoader:
         self.image_size = (int(self.data.bases.shape[-2]), int(self.data.bases.shape[-1]))
         self.augment = aug.resolve_augmentation(self.config.augment, max(self.image_size))
         self.epoch = 0
+        self._scratch = aug.Scratch()  # work buffers reused by every batch
 
     # -- epoch bookkeeping ---------------------------------------------------------------
 
@@ -234,24 +239,49 @@ class DeviceLoader:
         """Images and targets of instances (group, view, slot), each (B,), with per-sample ``params``.
 
         ``params`` holds ``offsets`` (B, 2), ``boxes`` (B, 4) and/or ``flip`` (B,); a missing key
-        skips that step.
+        skips that step. Resized crops are built from the uint8 factors in one fused pass (flip
+        and normalization included); the only full-size tensor allocated per batch is the one
+        yielded, everything before it lives in reused buffers.
         """
         d, cfg = self.data, self.config
-        x = compose(d.bases, d.compensators, group, view, slot)  # (B, C, H, W) in [0, 1]
-        if "offsets" in params:
-            x = aug.padded_crop(x, params["offsets"], cfg.padding)
+        mixing = cfg.mixup_beta > 0
         if "boxes" in params:
-            x = aug.resized_crop(x, params["boxes"], self.image_size)
-        if "flip" in params:
-            x = aug.apply_flip(x, params["flip"])
-        if cfg.normalize:
-            x = normalize(x, d.mean, d.std)
+            x = self._resized(group, view, slot, params, into_scratch=mixing)
+        else:
+            x = compose(d.bases, d.compensators, group, view, slot)  # (B, C, H, W) in [0, 1], fresh
+            if "offsets" in params:
+                x = aug.padded_crop(x, params["offsets"], cfg.padding, flip=params.get("flip"))
+            elif "flip" in params:
+                x = aug.apply_flip(x, params["flip"])
+            if cfg.normalize:
+                x.sub_(d.mean.view(-1, 1, 1)).div_(d.std.view(-1, 1, 1))
         y = self.targets_of(group, view, slot)  # (B, NC)
-        if cfg.mixup_beta > 0:
-            x, y, _ = mixup_batch(x, y, beta=cfg.mixup_beta, generator=mix_gen)
+        if mixing:
+            x, y = self._mix(x, y, mix_gen)
         if cfg.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         return x, y
+
+    def _resized(self, group: torch.Tensor, view: torch.Tensor, slot: torch.Tensor, params: dict[str, torch.Tensor], *,
+                 into_scratch: bool) -> torch.Tensor:
+        """float32 (B, C, H, W): fused resized crop + flip (+ normalize) of the instances, from the factors."""
+        d, b = self.data, group.shape[0]
+        comps = d.compensators.flatten(0, 1) if self.m else None  # (G * M, C, H, W)
+        comp_idx = torch.where(view > 0, group * self.m + view - 1, -1)  # (B,)
+        shape = (b, d.bases.shape[2], *self.image_size)
+        out = self._scratch.get("batch", shape, torch.float32, self.device) if into_scratch else None
+        norm = self.config.normalize
+        return aug.resized_crop_factors(d.bases.flatten(0, 1), group * self.k + slot, comps, comp_idx, params["boxes"],
+                                        self.image_size, flip=params.get("flip"), mean=d.mean if norm else None,
+                                        std=d.std if norm else None, out=out, scratch=self._scratch)
+
+    def _mix(self, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """MixUp as :func:`infer_data.mixup.mixup_batch` (same draws), written straight into one fresh batch."""
+        lam = sample_lambda(self.config.mixup_beta, generator)
+        perm = torch.randperm(x.shape[0], generator=generator).to(x.device, non_blocking=True)  # (B,)
+        mixed = torch.index_select(x, 0, perm).lerp_(x, lam)  # lam * x + (1 - lam) * x[perm]
+        mixed_y = y.index_select(0, perm).lerp_(y, lam)  # (B, NC)
+        return mixed, mixed_y
 
     def targets_of(self, group: torch.Tensor, view: torch.Tensor, slot: torch.Tensor) -> torch.Tensor:
         """float32 (B, NC) un-mixed targets: stored logits or one-hot class probabilities."""
