@@ -52,26 +52,34 @@ def list_codecs(field_name: str) -> list[str]:
     return [n.split("/", 1)[1] for n in CODECS.list(f"{field_name}/*")]
 
 
-def create_codec(field_name: str, spec: dict[str, Any] | str) -> FieldCodec:
+def create_codec(field_name: str, spec: dict[str, Any] | str, *, base_shape: tuple[int, ...] | None = None) -> FieldCodec:
     """Build the codec for ``field_name`` from an index spec or a bare name.
+
+    Args:
+        base_shape: (K, C, H, W) of a group's bases, given when writing: codecs whose layout
+            depends on it (the image codecs' ``stack``) resolve it, so ``spec()`` records it.
+            Readers leave it out and take the layout from the spec.
 
     Raises:
         RegistryError: unknown field or codec name, listing the supported ones.
-        CodecError: a parameter the codec does not accept.
+        CodecError: a parameter the codec does not accept, or images the codec cannot store.
     """
     spec = {"name": spec} if isinstance(spec, str) else dict(spec)
     name = spec.pop("name", None)
     cls = CODECS.get(f"{field_name}/{name}")
     try:
-        return cls(**spec)  # type: ignore[no-any-return]
+        codec = cls(**spec)
     except (TypeError, ValueError) as exc:
         raise CodecError(f"codec {field_name}/{name}: bad parameters {spec} ({exc})") from exc
+    if base_shape is not None and hasattr(codec, "for_shape"):
+        codec = codec.for_shape(tuple(base_shape))
+    return codec  # type: ignore[no-any-return]
 
 
 def parse_codec(field_name: str, text: str) -> dict[str, Any]:
     """``"name"`` or ``"name:value"`` -> codec spec; the value sets the codec's main parameter.
 
-    Main parameters: jpeg ``quality``, topk ``k``, png ``compress_level``, the .npy codecs
+    Main parameters: jpeg and webp ``quality``, topk ``k``, png ``compress_level``, the .npy codecs
     ``zstd_level`` (``none`` = uncompressed).
 
     Example:

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from .constants import FORMAT_NAME, FORMAT_VERSION, INDEX_FILENAME, SUPPORTED_VERSIONS
+from .constants import FORMAT_MINOR, FORMAT_NAME, FORMAT_VERSION, INDEX_FILENAME, SUPPORTED_VERSIONS
 from .errors import DatasetNotFoundError, FormatError, UnsupportedVersionError
 
 INDEX_MAX_BYTES = 64 * 1024 * 1024
@@ -71,7 +71,7 @@ class DatasetIndex:
     shards: list[ShardEntry] = field(default_factory=list)
     provenance: dict[str, Any] = field(default_factory=dict)
     version: int = FORMAT_VERSION
-    minor: int = 0
+    minor: int = FORMAT_MINOR  # what this writer writes; from_json keeps the file's (0 when absent)
 
     @property
     def num_groups(self) -> int:

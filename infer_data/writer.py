@@ -41,10 +41,10 @@ from .record import GroupRecord
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_CODECS: dict[str, dict[str, Any]] = {
-    "base": {"name": "png", "compress_level": 9},
-    "compensators": {"name": "fp16", "zstd_level": 19},
-    "labels": {"name": "fp16", "zstd_level": 19},
+DEFAULT_CODECS: dict[str, dict[str, Any]] = {  # levels measured in docs/decisions/0011-codec-defaults.md
+    "base": {"name": "png", "compress_level": 6},
+    "compensators": {"name": "fp16", "zstd_level": 3},
+    "labels": {"name": "fp16", "zstd_level": 3},
 }
 
 
@@ -123,7 +123,7 @@ class ShardWriter:
         dataset: what the data distills (classes, image shape, mean/std).
         method: K, M, ipc, teachers, seed; ``g`` is filled in from the groups written.
         codecs: field -> codec spec (see ``infer_data.codecs``); defaults to lossless bases,
-            fp16 compensators and fp16 dense labels, all zstd level 19.
+            fp16 compensators and fp16 dense labels (PNG level 6, zstd level 3).
         max_shard_bytes: a shard is closed before it would grow past this (a single group
             larger than the limit still gets a shard of its own).
         groups_per_shard: also close a shard once it holds this many groups (None: no limit),

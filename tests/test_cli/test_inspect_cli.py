@@ -30,7 +30,7 @@ def test_help_lists_the_commands() -> None:
 def test_info(tiny_dir: Path) -> None:
     code, out = run("info", str(tiny_dir))
     assert code == 0
-    assert "G=3  K=4 bases  M=2 compensators" in out and "instances   36" in out and "base=png(compress_level=9)" in out
+    assert "G=3  K=4 bases  M=2 compensators" in out and "instances   36" in out and "base=png(compress_level=6)" in out
     code, out = run("info", str(tiny_dir), "--json")
     assert code == 0 and json.loads(out)["totals"]["instances"] == 36
 
