@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import io
 import os
+import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
@@ -28,6 +29,7 @@ from .errors import CodecError, FormatError
 T = TypeVar("T")
 R = TypeVar("R")
 MAX_CODEC_THREADS = 8  # threads per group encode/decode, at most one per member
+_PIXEL_LIMIT_LOCK = threading.Lock()
 
 
 def parallel_map(fn: Callable[[T], R], items: Sequence[T]) -> list[R]:
@@ -178,8 +180,9 @@ def decode_image(data: bytes, chw: tuple[int, ...], where: str) -> np.ndarray:
     from PIL import Image, UnidentifiedImageError
 
     c, h, w = chw
-    if Image.MAX_IMAGE_PIXELS is not None and h * w >= Image.MAX_IMAGE_PIXELS:
-        Image.MAX_IMAGE_PIXELS = h * w + 1  # the declared size is the bound; checked below
+    with _PIXEL_LIMIT_LOCK:  # members decode in threads; the limit only ever grows
+        if Image.MAX_IMAGE_PIXELS is not None and h * w >= Image.MAX_IMAGE_PIXELS:
+            Image.MAX_IMAGE_PIXELS = h * w + 1  # the declared size is the bound; checked below
     try:
         with Image.open(io.BytesIO(data)) as pil:
             if pil.size != (w, h):

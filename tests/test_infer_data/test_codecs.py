@@ -267,3 +267,13 @@ def test_webdataset_sees_one_sample_with_every_stacked_member(dataset_factory) -
     import gc
 
     gc.collect()
+
+
+def test_decoding_checks_every_member_against_the_declared_stack() -> None:
+    bases = _structured(6, 3, 6, 4)
+    members = create_codec("base", {"name": "png", "stack": 3}).encode(bases)  # base.000.png, base.001.png: 18 rows each
+    declared = create_codec("base", {"name": "png", "stack": 2})  # expects three members of 12 rows
+    with pytest.raises(FormatError, match=r"^g000001 member 'base.000.png': image is 4x18, the index declares 4x12$"):
+        declared.decode(members, bases.shape, "g000001")
+    with pytest.raises(FormatError, match=r"^g000001: missing member 'base.002.png'; the shard is incomplete"):
+        declared.decode({k: v for k, v in declared.encode(bases).items() if k != "base.002.png"}, bases.shape, "g000001")
