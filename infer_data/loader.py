@@ -35,6 +35,7 @@ from .dataset import InferDataset
 from .errors import ConfigError
 from .indexing import expand
 from .mixup import sample_lambda
+from .resample import one_thread
 
 logger = logging.getLogger(__name__)
 
@@ -241,8 +242,14 @@ class DeviceLoader:
         ``params`` holds ``offsets`` (B, 2), ``boxes`` (B, 4) and/or ``flip`` (B,); a missing key
         skips that step. Resized crops are built from the uint8 factors in one fused pass (flip
         and normalization included); the only full-size tensor allocated per batch is the one
-        yielded, everything before it lives in reused buffers.
+        yielded, everything before it lives in reused buffers. On the CPU the batch is built
+        with one intra-op thread (see :func:`infer_data.resample.one_thread`).
         """
+        with one_thread(self.device):
+            return self._build_batch(group, view, slot, params, mix_gen)
+
+    def _build_batch(self, group: torch.Tensor, view: torch.Tensor, slot: torch.Tensor, params: dict[str, torch.Tensor],
+                     mix_gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         d, cfg = self.data, self.config
         mixing = cfg.mixup_beta > 0
         if "boxes" in params:

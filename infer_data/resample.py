@@ -14,6 +14,8 @@ each step runs several times faster than over a whole 224 px batch in main memor
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,6 +25,25 @@ from torch.utils.data import get_worker_info
 from .errors import ConfigError
 
 CPU_BLOCK_BYTES = 1 << 20  # on the CPU, crops are built in blocks of about this many bytes of output rows
+
+
+@contextmanager
+def one_thread(device: torch.device) -> Iterator[None]:
+    """Run the block with one intra-op CPU thread when ``device`` is the CPU (then restore the count).
+
+    The blocks here are cache-sized, too small to split across threads: parallel ops on them
+    mostly wait for each other, and on a busy machine a batch took up to 10x longer with 2
+    threads than with 1. DataLoader workers already run with one thread.
+    """
+    threads = torch.get_num_threads()
+    if device.type != "cpu" or threads == 1:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 class Scratch:
@@ -132,6 +153,14 @@ def _chunk(device: torch.device, c: int, h_out: int, w: int) -> int:
 def _resample(out: torch.Tensor, src: torch.Tensor, src_idx: torch.Tensor, comps: torch.Tensor | None,
               comp_idx: torch.Tensor | None, taps: _Taps, affine: tuple[torch.Tensor, torch.Tensor] | None,
               scratch: Scratch) -> None:
+    """:func:`_resample_blocks` with one intra-op thread on the CPU."""
+    with one_thread(out.device):
+        _resample_blocks(out, src, src_idx, comps, comp_idx, taps, affine, scratch)
+
+
+def _resample_blocks(out: torch.Tensor, src: torch.Tensor, src_idx: torch.Tensor, comps: torch.Tensor | None,
+                     comp_idx: torch.Tensor | None, taps: _Taps, affine: tuple[torch.Tensor, torch.Tensor] | None,
+                     scratch: Scratch) -> None:
     """Write the resized crops of ``src[src_idx]`` (+ ``comps[comp_idx]``) into ``out`` (B, C, H', W').
 
     Per block of samples: gather the crops' rows (full width), compose uint8 sources as
