@@ -184,3 +184,15 @@ def test_raw_tensors_are_checked(ds: InferDataset) -> None:
         DeviceData(d.bases, d.compensators, d.labels, d.class_ids, d.mean, d.std, 5)
     with pytest.raises(ConfigError, match=r"DeviceData class_ids \(3, 3\) do not fit: need \(G, K\) = \(3, 4\)"):
         DeviceData(d.bases, d.compensators, d.labels, d.class_ids[:, :3], d.mean, d.std, 4)
+
+
+def test_fused_resized_crop_of_full_boxes_is_the_composite_or_its_mirror(ds: InferDataset) -> None:
+    loader = DeviceLoader(ds, batch_size=12, augment="resized-crop", scale=(1.0, 1.0), mixup_beta=0, return_indices=True)
+    flips = []
+    for x, _, idx in loader:
+        ref = ds.compose_batch(idx)[0]  # normalized, as the loader's batches
+        for b in range(len(idx)):
+            same, mirrored = torch.allclose(x[b], ref[b], atol=1e-5), torch.allclose(x[b], ref[b].flip(-1), atol=1e-5)
+            assert same or mirrored
+            flips.append(mirrored and not same)
+    assert 0 < sum(flips) < len(flips)
