@@ -8,9 +8,10 @@ interrupted write leaves nothing under a final name.
 
 For producers that cut the work by shard (several processes, resumable runs),
 :meth:`ShardWriter.write_shard` writes one complete shard with a given number and first group
-and publishes it at once, and :meth:`ShardWriter.add_shard` records a shard written that way
-(by this or another process) so that :meth:`ShardWriter.close` lists it in the index. Both
-paths encode a group with the same code, so they give the same bytes.
+into a folder of the caller's (e.g. its work folder), and :meth:`ShardWriter.add_shard` lists a
+shard written that way (by this or another process); :meth:`ShardWriter.close` moves such
+shards to their final names just before it writes the index. Both paths encode a group with
+the same code, so they give the same bytes.
 """
 
 from __future__ import annotations
@@ -176,6 +177,7 @@ class ShardWriter:
         self._groups = 0
         self._open: _OpenShard | None = None  # the shard write_group appends to
         self._done: list[Path] = []  # finished shards, still under hidden names
+        self._moves: list[tuple[Path, Path]] = []  # added shards: (where they are, final path)
         self._closed = False
 
     # -- writing ---------------------------------------------------------------------------
@@ -201,17 +203,20 @@ class ShardWriter:
         self._open.add(members)
         self._groups += 1
 
-    def write_shard(self, number: int, first_group: int, records: Iterable[GroupRecord]) -> ShardEntry:
-        """Write one complete shard and publish it under its final name at once.
+    def write_shard(self, number: int, first_group: int, records: Iterable[GroupRecord], *,
+                    folder: str | os.PathLike[str] | None = None) -> ShardEntry:
+        """Write one complete shard as ``folder / shard_name(number)``.
 
-        The shard is ``shard_name(number)``; its groups are numbered from ``first_group``. It is
-        written under a hidden name and renamed when complete, so a killed writer leaves nothing
-        under the final name. It is not listed in this writer's index until :meth:`add_shard`.
+        Its groups are numbered from ``first_group``. It is written under a hidden name and
+        renamed when complete, so a killed writer leaves no partial file under that name. It is
+        not listed in the index until :meth:`add_shard`.
 
         Args:
             number: the shard's number (its place in the index).
             first_group: global number of the first of ``records``.
             records: the shard's groups, in order; at least one.
+            folder: where to put it, on the same filesystem as the root (default: the root
+                itself, i.e. its final name at once).
 
         Returns:
             The entry the index will hold for the shard.
@@ -222,7 +227,7 @@ class ShardWriter:
         """
         if number < 0 or first_group < 0:
             raise ConfigError(f"write_shard: shard number and first group must be >= 0, got {number} and {first_group}")
-        shard = _OpenShard(self.root, self.shard_name(number), first_group)
+        shard = _OpenShard(Path(folder) if folder is not None else self.root, self.shard_name(number), first_group)
         try:
             for record in records:
                 shard.add(self._encode(record, first_group + shard.groups))
@@ -236,11 +241,16 @@ class ShardWriter:
         logger.info("wrote %s (%d groups, %d bytes)", entry.name, entry.groups, entry.bytes)
         return entry
 
-    def add_shard(self, entry: ShardEntry) -> None:
-        """List a shard already under its final name (from :meth:`write_shard`, any process).
+    def add_shard(self, entry: ShardEntry, path: str | os.PathLike[str] | None = None) -> None:
+        """List a finished shard (from :meth:`write_shard`, in any process) in the index.
 
         Shards must be added in order: ``entry`` must be the next shard number and start at the
         next group. Its size is checked against the file; its sha256 is the caller's to check.
+
+        Args:
+            entry: what :meth:`write_shard` returned.
+            path: where the shard is (default: its final name); :meth:`close` moves it to its
+                final name.
 
         Raises:
             ConfigError: out of order, or the file is missing or of another size.
@@ -251,12 +261,13 @@ class ShardWriter:
         if entry.name != want or entry.first_group != self._groups or entry.groups < 1:
             raise ConfigError(f"{self.root / entry.name}: shard added out of order (first group {entry.first_group}, "
                               f"{entry.groups} groups); expected {want} starting at group {self._groups}")
-        path = self.root / entry.name
-        size = path.stat().st_size if path.is_file() else -1
+        where = Path(path) if path is not None else self.root / entry.name
+        size = where.stat().st_size if where.is_file() else -1
         if size != entry.bytes:
-            raise ConfigError(f"{path}: expected a finished shard of {entry.bytes} bytes, found "
+            raise ConfigError(f"{where}: expected a finished shard of {entry.bytes} bytes, found "
                               f"{'no file' if size < 0 else f'{size} bytes'}; write it again")
         self.shards.append(entry)
+        self._moves.append((where, self.root / entry.name))
         self._groups += entry.groups
 
     def shard_name(self, number: int) -> str:
@@ -316,6 +327,8 @@ class ShardWriter:
             raise ConfigError(f"{self.root}: no groups were written; nothing to index")
         for tmp_shard in self._done:
             os.replace(tmp_shard, self.root / tmp_shard.name[1:-4])
+        for where, final in self._moves:
+            os.replace(where, final)
         index = self.index()
         tmp = self.root / f".{INDEX_FILENAME}.tmp"
         tmp.write_text(index.to_json())

@@ -4,8 +4,9 @@ The G groups are cut into shards of a fixed number of groups and each shard into
 most ``cfg.batch_groups`` groups (:mod:`infer_distill.layout`). For each chunk the bases are
 read, one compensator per teacher is optimized for all its groups in one batch, the static
 labels are computed, and each group is cached in the work folder; when a shard's groups are
-cached the shard is written through :class:`infer_data.ShardWriter` and recorded. The index
-is written last.
+cached the shard is written into the work folder through :class:`infer_data.ShardWriter` and
+recorded. At the end the shards are moved to their final names and the index is written last,
+so an interrupted run leaves no shard under a final name.
 
 Under ``torchrun`` each rank writes the shards ``rank, rank + world, ...``; rank 0 gathers
 every shard's entry and writes ``index.json`` once all are done. Since the layout does not
@@ -243,7 +244,7 @@ def run_shards(cfg: DistillConfig, plan: Plan, work: WorkDir, writer: ShardWrite
                progress: ProgressFn | None) -> list[ShardEntry]:
     """Compute, write and record ``shards`` (skipping finished shards and cached groups); their entries."""
     layout = plan.layout
-    finished = {s: work.finished_shard(s, writer.root / writer.shard_name(s), layout.shard_groups(s)) for s in shards}
+    finished = {s: work.finished_shard(s, work.path / writer.shard_name(s), layout.shard_groups(s)) for s in shards}
     tracker = _Tracker(progress, plan.m * cfg.optim.iterations or 1, sum(len(layout.chunks(s)) for s in shards),
                        sum(len(layout.shard_groups(s)) for s in shards))
     todo = []
@@ -276,12 +277,12 @@ def _compute_shard(cfg: DistillConfig, plan: Plan, work: WorkDir, writer: ShardW
         tracker.chunk_done(len(chunk), before)
         tracker.report()
     groups = plan.layout.shard_groups(shard)
-    entry = writer.write_shard(shard, groups.start, _records(plan, work, writer, groups))
+    entry = writer.write_shard(shard, groups.start, _records(plan, work, writer, groups), folder=work.path)
     work.save_shard(shard, entry)
     return entry
 
 
-def gather_index(writer: ShardWriter, entries: list[ShardEntry], device: torch.device) -> ShardWriter:
+def gather_index(writer: ShardWriter, work: WorkDir, entries: list[ShardEntry], device: torch.device) -> ShardWriter:
     """Every rank's shard entries, listed in ``writer`` in shard order (all ranks get the same).
 
     Raises:
@@ -289,10 +290,11 @@ def gather_index(writer: ShardWriter, entries: list[ShardEntry], device: torch.d
     """
     parts = all_gather_json([dataclasses.asdict(e) for e in entries], device)
     for entry in sorted((ShardEntry(**d) for part in parts for d in part), key=lambda e: e.first_group):
-        if not (writer.root / entry.name).is_file():
-            raise ConfigError(f"{writer.root / entry.name}: written by another process but not visible here; "
+        path = work.path / entry.name
+        if not path.is_file():
+            raise ConfigError(f"{path}: written by another process but not visible here; "
                               "with several nodes --out must be a folder every node shares")
-        writer.add_shard(entry)
+        writer.add_shard(entry, path)
     return writer
 
 
@@ -302,7 +304,8 @@ def distill(cfg: DistillConfig, out_dir: str | os.PathLike[str], *, progress: Pr
 
     Under torchrun (``WORLD_SIZE`` > 1) every rank calls this with the same arguments: the
     process group is joined here (gloo on CPU, NCCL on ``cuda:LOCAL_RANK``), rank r writes
-    shards r, r + world, ...; rank 0 writes the index once every rank is done. The bytes are
+    shards r, r + world, ... into the work folder; once every rank is done, rank 0 moves them
+    to their final names and writes the index. The bytes are
     those of a single-process run, and a run interrupted with any number of processes resumes
     with any other.
 
@@ -338,7 +341,7 @@ def distill(cfg: DistillConfig, out_dir: str | os.PathLike[str], *, progress: Pr
             logger.warning("%d processes but %d shard(s): %d process(es) have nothing to do; a smaller --shard-size "
                            "cuts more shards", ranks.world, plan.layout.num_shards, ranks.world - plan.layout.num_shards)
         entries = run_shards(cfg, plan, work, writer, shards, progress if ranks.is_main else None)
-        gather_index(writer, entries, dev)
+        gather_index(writer, work, entries, dev)
         if not ranks.is_main:
             return writer.index()
         index = writer.close()

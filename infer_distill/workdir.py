@@ -1,15 +1,16 @@
 """The resumable work folder of ``infer distill``: per-group results cached atomically.
 
 ``DIR/.infer-work/`` holds ``run.json`` (a fingerprint of everything that determines the result),
-one ``group-NNNNNN.npz`` per finished group (``.npy`` members, no pickle) and one
-``shard-NNNNNN.json`` per shard written under its final name (its index entry). A run that
-finds the folder with the same fingerprint skips the shards and groups already there; since
-groups are computed in fixed chunks from per-group seeds, the resumed result is bit-identical to
-an uninterrupted one, whichever number of processes ran before. The folder is removed once the
-shards and the index are written.
+one ``group-NNNNNN.npz`` per finished group (``.npy`` members, no pickle), and each finished
+shard ``shard-NNNNNN.tar`` with ``shard-NNNNNN.json``, its index entry; the shards move to their
+final names in ``DIR`` when the index is written. A run that finds the folder with the same
+fingerprint skips the shards and groups already there; since groups are computed in fixed
+chunks from per-group seeds, the resumed result is bit-identical to an uninterrupted one,
+whichever number of processes ran before. The folder is removed once the index is written.
 
 Several processes (torchrun ranks) share the folder: each file is written under a temporary
-name unique to its writer and renamed into place, so no two processes write the same file.
+name unique to its writer (a shard and a group belong to one rank; ``run.json`` gets a unique
+temporary name per call) and renamed into place, so no two processes write the same file.
 """
 
 from __future__ import annotations

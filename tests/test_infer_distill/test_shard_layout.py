@@ -42,11 +42,15 @@ def test_shards_written_one_by_one_equal_streamed_shards(tmp_path: Path) -> None
         for rec in groups:
             w.write_group(rec)
     w2 = _writer(tmp_path / "cut")
-    entries = [w2.write_shard(s, 2 * s, groups[2 * s:2 * s + 2]) for s in (2, 0, 1)]  # any order, any process
-    assert not (tmp_path / "cut" / "index.json").exists() and (tmp_path / "cut" / "shard-000002.tar").is_file()
+    (tmp_path / "cut" / "work").mkdir()
+    folders = {0: tmp_path / "cut" / "work", 1: None, 2: tmp_path / "cut" / "work"}  # None: the final name at once
+    entries = [w2.write_shard(s, 2 * s, groups[2 * s:2 * s + 2], folder=folders[s]) for s in (2, 0, 1)]  # any order, any process
+    assert sorted(p.name for p in (tmp_path / "cut").glob("*.tar")) == ["shard-000001.tar"]
     for e in sorted(entries, key=lambda e: e.first_group):
-        w2.add_shard(e)
+        w2.add_shard(e, None if folders[e.first_group // 2] is None else tmp_path / "cut" / "work" / e.name)
+    assert not (tmp_path / "cut" / "index.json").exists() and len(list((tmp_path / "cut" / "work").iterdir())) == 2
     w2.close()
+    (tmp_path / "cut" / "work").rmdir()  # close moved the shards to their final names
     files = sorted(p.name for p in (tmp_path / "stream").iterdir())
     assert files == ["index.json", "shard-000000.tar", "shard-000001.tar", "shard-000002.tar"]
     assert files == sorted(p.name for p in (tmp_path / "cut").iterdir())

@@ -32,7 +32,7 @@ def test_damaged_finished_shard_is_rewritten_on_resume(tmp_path: Path, embedded_
         distill(cfg, out, progress=kill)
     record = json.loads((out / WORK_DIRNAME / "shard-000000.json").read_text())
     assert record == {**dataclasses.asdict(full.shards[0])}
-    with open(out / "shard-000000.tar", "r+b") as f:  # same size, one byte changed: only sha256 can tell
+    with open(out / WORK_DIRNAME / "shard-000000.tar", "r+b") as f:  # same size, one byte changed: only sha256 can tell
         f.seek(700)
         byte = f.read(1)
         f.seek(700)

@@ -103,9 +103,11 @@ def test_one_process_run_resumes_on_two_ranks(tmp_path: Path, embedded_teachers:
 
     with _one_thread(), pytest.raises(Killed):
         distill(cfg, out, device="cpu", progress=kill_during_second_shard)
-    assert sorted(p.name for p in out.glob("*.tar")) == ["shard-000000.tar"] and not (out / "index.json").exists()
-    assert sorted(p.name for p in (out / WORK_DIRNAME).glob("group-*")) == ["group-000000.npz", "group-000001.npz"]
-    kept = (out / "shard-000000.tar").stat().st_ino
+    assert not list(out.glob("*.tar")) and not (out / "index.json").exists()  # nothing under a final name
+    work = out / WORK_DIRNAME
+    assert sorted(p.name for p in work.glob("shard-*")) == ["shard-000000.json", "shard-000000.tar"]
+    assert sorted(p.name for p in work.glob("group-*")) == ["group-000000.npz", "group-000001.npz"]
+    kept = (work / "shard-000000.tar").stat().st_ino
     _torchrun([*_args(embedded_teachers, out), "--no-progress"])
     assert _differing(_digests(out), single_process) == [] and not list(out.glob(".*"))
     assert (out / "shard-000000.tar").stat().st_ino == kept  # the finished shard was verified and kept, not rewritten
