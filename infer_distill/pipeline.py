@@ -236,6 +236,7 @@ class _Tracker:
         self.state.steps_done, self.state.groups_done = steps_before + self.per_chunk, self.state.groups_done + groups
 
     def report(self) -> None:
+        """Pass the current state to the callback, if any."""
         if self.progress is not None:
             self.progress(self.state)
 
