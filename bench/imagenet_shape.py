@@ -28,9 +28,11 @@ Usage::
 
     python bench/imagenet_shape.py [--quick] [--json OUT] [--work DIR] [--workers 2] [--batch 256]
 
-``--quick`` runs the same code on a tiny shape (K = 40, 96 px, G = 1, 2, 3) in about a minute.
-Timed batches: 12 per loader and set (8 at G = 49, where the time goes to writing and decoding);
-each after 2 untimed batches with the workers started.
+``--quick`` runs the same code on a tiny shape (K = 40, 96 px, G = 1, 2, 3) to check it.
+``--resume`` keeps the sets an interrupted run finished. Rates: the three loaders live in one
+process and are timed in alternating rounds (3 rounds; 2 at G = 49, where the time goes to
+writing and decoding) of 6 batches each, after the batches a loader's workers prefetched while
+the others ran; the median round is reported. ImageFolder reads 2,560 instances of group 0.
 """
 
 from __future__ import annotations
@@ -59,6 +61,7 @@ from infer_data.transforms import RandomResizedCropFlip
 TINY = Path(__file__).resolve().parents[2] / "shared" / "data" / "tiny-imagenet-200-32px.tar.gz"
 MEAN, STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]  # torchvision's ImageNet statistics
 M = 4
+TIMED_BATCHES = 6  # per loader and round, after the batches its workers prefetched
 TEACHERS = ["resnet18", "mobilenet_v2", "efficientnet_b0", "shufflenet_v2"]
 
 
@@ -172,20 +175,38 @@ def uss_mib(pid: int) -> float:
     return kb / 1024
 
 
-def _cycle(loader: Any) -> Any:
-    while True:
-        yield from loader
+class _Rates:
+    """Several loaders timed in alternating rounds, so a change in machine load hits all of them alike."""
 
+    def __init__(self, loaders: dict[str, Any], warm: int = 2) -> None:
+        self.iters = {name: self._cycle(loader) for name, loader in loaders.items()}
+        for it in self.iters.values():
+            for _ in range(warm):
+                next(it)
+        self.samples: dict[str, list[float]] = {name: [] for name in loaders}
 
-def rate(loader: Any, batches: int, warm: int = 2) -> float:
-    """Instances per second over ``batches`` batches after ``warm`` untimed ones."""
-    it = _cycle(loader)
-    for _ in range(warm):
-        next(it)
-    n, start = 0, time.perf_counter()
-    for _ in range(batches):
-        n += next(it)[0].shape[0]
-    return n / (time.perf_counter() - start)
+    @staticmethod
+    def _cycle(loader: Any) -> Any:
+        while True:
+            yield from loader
+
+    def round(self, batches: int, drain: int) -> None:
+        """Time ``batches`` batches of every loader, one loader after the other.
+
+        The first ``drain`` batches of each turn are not timed: the workers of a loader that
+        waited prefetched them while the other loaders ran.
+        """
+        for name, it in self.iters.items():
+            for _ in range(drain):
+                next(it)
+            n, start = 0, time.perf_counter()
+            for _ in range(batches):
+                n += next(it)[0].shape[0]
+            self.samples[name].append(n / (time.perf_counter() - start))
+
+    def medians(self) -> dict[str, float]:
+        """Median instances per second of each loader over the rounds."""
+        return {name: float(np.median(v)) for name, v in self.samples.items()}
 
 
 def child_open(root: str, cache: str) -> dict[str, Any]:
@@ -199,38 +220,59 @@ def _batched(root: str, cache: str, side: int) -> InferDataset:
     return InferDataset(root, cache_dir=cache, batch_transform=RandomResizedCropFlip(side, mean=MEAN, std=STD))
 
 
-def _worker_uss(loader: Any) -> tuple[Any, list[float]]:
+def _worker_uss(loader: Any) -> list[float]:
     it = iter(loader)
     for _ in range(3):
         next(it)
-    return it, [uss_mib(w.pid) for w in it._workers]
+    return [uss_mib(w.pid) for w in it._workers]
 
 
-def child_measure(root: str, cache: str, side: int, batch: int, workers: int, batches: int, start_method: str) -> dict[str, Any]:
-    """Decode-all time, worker USS and the batched and DeviceLoader rates (cache warm)."""
+def _folder_loader(folder: str, side: int, batch: int, workers: int) -> Any:
+    """torchvision ImageFolder with the same augmentation, as users write it (crop on the PIL image)."""
+    import torchvision
+    from torchvision import transforms as T
+
+    tf = T.Compose([T.RandomResizedCrop(side), T.RandomHorizontalFlip(), T.ToTensor(), T.Normalize(MEAN, STD)])
+    ds = torchvision.datasets.ImageFolder(folder, transform=tf)
+    return torch.utils.data.DataLoader(ds, batch_size=batch, shuffle=True, num_workers=workers, persistent_workers=workers > 0,
+                                       generator=torch.Generator().manual_seed(0))
+
+
+def child_measure(root: str, cache: str, folder: str, side: int, batch: int, workers: int, rounds: int) -> dict[str, Any]:
+    """Decode-all time, fork-worker USS, then ImageFolder, batched and DeviceLoader rates in alternating rounds."""
     ds = _batched(root, cache, side)
     start = time.perf_counter()
     ds.factors(decode_all=True)
     out: dict[str, Any] = {"decode_all_s": time.perf_counter() - start}
-    loader = batch_loader(ds, batch, num_workers=workers, generator=torch.Generator().manual_seed(0), persistent_workers=True,
-                          start_method=start_method)
-    it, out["worker_uss_mib"] = _worker_uss(loader)
-    del it
-    if start_method == "spawn":
-        return out
-    out["batched"] = rate(loader, batches)
-    del loader
-    out["device_cpu"] = rate(DeviceLoader(InferDataset(root, cache_dir=cache), batch_size=batch), batches)
+    batched = batch_loader(ds, batch, num_workers=workers, generator=torch.Generator().manual_seed(0), persistent_workers=True)
+    out["worker_uss_mib"] = _worker_uss(batched)
+    rates = _Rates({"imagefolder": _folder_loader(folder, side, batch, workers), "batched": batched,
+                    "device_cpu": DeviceLoader(InferDataset(root, cache_dir=cache), batch_size=batch)})
+    for _ in range(rounds):
+        rates.round(TIMED_BATCHES, drain=2 * workers)
+    out |= rates.medians()
+    out["rate_samples"] = rates.samples
     out["peak_rss_mib"] = peak_rss_mib()
     return out
 
 
+def child_spawn(root: str, cache: str, side: int, batch: int, workers: int) -> dict[str, Any]:
+    """USS of each spawn worker after a few batches (cache already filled)."""
+    loader = batch_loader(_batched(root, cache, side), batch, num_workers=workers, start_method="spawn", persistent_workers=True)
+    return {"spawn_worker_uss_mib": _worker_uss(loader)}
+
+
 def export_folder(root: Path, cache: Path, dest: Path, count: int) -> int:
-    """Write ``count`` evenly spaced instances as JPEG q90 files in an ImageFolder layout; returns bytes written."""
+    """Write ``count`` evenly spaced instances of group 0 as JPEG q90 files in an ImageFolder layout; returns bytes.
+
+    Group 0 only, so that exporting decodes one group (its own cache) and leaves the measured
+    cache empty; its content is drawn like every other group's.
+    """
     from PIL import Image
 
     ds = InferDataset(root, cache_dir=cache, target="class")
-    idx = torch.linspace(0, len(ds) - 1, count).round().long()
+    per_group = ds.k * (ds.m + 1)
+    idx = torch.linspace(0, min(len(ds), per_group) - 1, count).round().long()
     total = 0
     for s in range(0, count, 128):
         x, cls = ds.compose_batch(idx[s:s + 128])
@@ -242,19 +284,7 @@ def export_folder(root: Path, cache: Path, dest: Path, count: int) -> int:
     return total
 
 
-def child_folder(folder: str, side: int, batch: int, workers: int, batches: int) -> dict[str, Any]:
-    """torchvision ImageFolder with the same augmentation, as users write it."""
-    import torchvision
-    from torchvision import transforms as T
-
-    tf = T.Compose([T.RandomResizedCrop(side), T.RandomHorizontalFlip(), T.ToTensor(), T.Normalize(MEAN, STD)])
-    ds = torchvision.datasets.ImageFolder(folder, transform=tf)
-    loader = torch.utils.data.DataLoader(ds, batch_size=batch, shuffle=True, num_workers=workers, persistent_workers=workers > 0,
-                                         generator=torch.Generator().manual_seed(0))
-    return {"imagefolder": rate(loader, batches)}
-
-
-CHILDREN = {"open": child_open, "measure": child_measure, "folder": child_folder}
+CHILDREN = {"open": child_open, "measure": child_measure, "spawn": child_spawn}
 
 
 def in_child(kind: str, *args: Any) -> dict[str, Any]:
@@ -268,26 +298,26 @@ def in_child(kind: str, *args: Any) -> dict[str, Any]:
 
 
 def measure_set(name: str, codec: str, groups: int, shape: Shape, tiles: torch.Tensor, work: Path, args: argparse.Namespace) -> dict[str, Any]:
-    """Every number for one set, each loader side by side with the ImageFolder baseline."""
-    root, cache = work / name, work / f"{name}-cache"
-    shutil.rmtree(cache, ignore_errors=True)
+    """Every number for one set, the loaders timed side by side with the ImageFolder baseline."""
+    root, cache, folder = work / name, work / f"{name}-cache", work / f"{name}-folder"
+    for path in (cache, folder, work / f"{name}-export-cache", work / f"{name}-fresh-cache"):
+        shutil.rmtree(path, ignore_errors=True)
     res: dict[str, Any] = {"groups": groups, "base_codec": codec, "write_s": write_set(root, codec, groups, shape, tiles)}
     res["stored"] = asdict(stored_bytes(root))
     res |= in_child("open", str(root), str(work / f"{name}-fresh-cache"))
-    batches = 8 if groups > 20 else 12
-    res |= in_child("measure", str(root), str(cache), shape.side, shape.batch, args.workers, batches, "fork")
-    res["spawn_worker_uss_mib"] = in_child("measure", str(root), str(cache), shape.side, shape.batch, args.workers, batches, "spawn")["worker_uss_mib"]
-    res["reference_layout"] = asdict(materialized_bytes(InferDataset(root, cache_dir=cache, target="class")))
-    folder = work / f"{name}-folder"
-    shutil.rmtree(folder, ignore_errors=True)
-    res["folder_bytes"] = export_folder(root, cache, folder, shape.folder_instances)
-    res |= in_child("folder", str(folder), shape.side, shape.batch, args.workers, batches)
-    res["timed_batches"] = batches
+    res["folder_instances"] = shape.folder_instances
+    res["folder_bytes"] = export_folder(root, work / f"{name}-export-cache", folder, shape.folder_instances)
+    rounds = 2 if groups > 20 else 3
+    res |= in_child("measure", str(root), str(cache), str(folder), shape.side, shape.batch, args.workers, rounds)
+    res |= in_child("spawn", str(root), str(cache), shape.side, shape.batch, args.workers)
+    ds = InferDataset(root, cache_dir=cache, target="class")
+    res["reference_layout"] = asdict(materialized_bytes(ds, max_exact=2000, sample=2000))
+    res["timed"] = f"{rounds} rounds x {TIMED_BATCHES} batches per loader"
     res["ratios"] = {"batched_over_imagefolder": res["batched"] / res["imagefolder"],
                      "device_cpu_over_imagefolder": res["device_cpu"] / res["imagefolder"],
                      "reference_layout_over_stored": res["reference_layout"]["total"] / res["stored"]["total"]}
     if not args.keep:
-        for path in (root, cache, folder, work / f"{name}-fresh-cache"):
+        for path in (root, cache, folder, work / f"{name}-export-cache", work / f"{name}-fresh-cache"):
             shutil.rmtree(path, ignore_errors=True)
     return res
 
@@ -309,8 +339,9 @@ def table(results: dict[str, dict[str, Any]]) -> str:
         ("decode all groups into the cache, s", lambda r: f"{r['decode_all_s']:.1f}"),
         ("worker USS, fork, MiB", lambda r: " / ".join(f"{v:.0f}" for v in r["worker_uss_mib"])),
         ("worker USS, spawn, MiB", lambda r: " / ".join(f"{v:.0f}" for v in r["spawn_worker_uss_mib"])),
+        ("ImageFolder files: instances, MiB", lambda r: f"{r['folder_instances']}, {_mib(r['folder_bytes'])}"),
         ("loader process peak RSS, MiB", lambda r: f"{r['peak_rss_mib']:.0f}"),
-        ("ImageFolder JPEG q90, inst/s", lambda r: f"{r['imagefolder']:.0f}"),
+        ("ImageFolder, JPEG q90 files, inst/s", lambda r: f"{r['imagefolder']:.0f}"),
         ("batch_loader + RandomResizedCropFlip, inst/s", lambda r: f"{r['batched']:.0f}"),
         ("  ratio to ImageFolder", lambda r: f"{r['ratios']['batched_over_imagefolder']:.2f}x"),
         ("DeviceLoader on CPU (+ MixUp), inst/s", lambda r: f"{r['device_cpu']:.0f}"),
@@ -329,6 +360,7 @@ def main() -> None:
     p.add_argument("--work", type=Path, default=Path("/tmp/infer-imagenet-shape"), help="scratch folder (several GB at full size)")
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--keep", action="store_true", help="keep the written sets and caches")
+    p.add_argument("--resume", action="store_true", help="keep the sets an interrupted run finished (WORK/partial.json)")
     p.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.child:
@@ -337,10 +369,15 @@ def main() -> None:
     shape = QUICK if args.quick else FULL
     args.work.mkdir(parents=True, exist_ok=True)
     tiles = load_tiles(args.work)
-    results: dict[str, dict[str, Any]] = {}
+    partial = args.work / ("partial-quick.json" if args.quick else "partial.json")
+    results: dict[str, dict[str, Any]] = json.loads(partial.read_text()) if args.resume and partial.is_file() else {}
     start = time.perf_counter()
     for name, codec, groups in shape.sets:
+        if name in results:
+            print(f"{name}: kept from {partial}", file=sys.stderr, flush=True)
+            continue
         results[name] = measure_set(name, codec, groups, shape, tiles, args.work, args)
+        partial.write_text(json.dumps(results, indent=1) + "\n")
         print(f"{name}: done at {time.perf_counter() - start:.0f} s", file=sys.stderr, flush=True)
     g = [r for r in results.values() if r["base_codec"] == "jpeg"]
     summary = {"open_largest_over_smallest": g[-1]["open_s"] / g[0]["open_s"], "total_s": time.perf_counter() - start,
