@@ -143,9 +143,14 @@ def _output(out: torch.Tensor | None, shape: tuple[int, ...], device: torch.devi
     return torch.empty(shape, dtype=torch.float32, device=device)
 
 
+def _in_blocks(device: torch.device) -> bool:
+    """Whether to resample in cache-sized blocks (CPU) rather than the whole batch at once (accelerators)."""
+    return device.type == "cpu"
+
+
 def _chunk(device: torch.device, c: int, h_out: int, w: int) -> int:
     """Samples resampled together: the whole batch on accelerators, a cache-sized block on the CPU."""
-    if device.type != "cpu":
+    if not _in_blocks(device):
         return 1 << 30
     return max(1, CPU_BLOCK_BYTES // (4 * c * h_out * w))
 
@@ -171,7 +176,7 @@ def _resample_blocks(out: torch.Tensor, src: torch.Tensor, src_idx: torch.Tensor
     bo, _, ho, wo = out.shape
     dev = out.device
     keep = None if comp_idx is None else (comp_idx >= 0).to(torch.float32).view(-1, 1)  # (B, 1): 0 = base alone
-    heights = taps.height.tolist() if dev.type == "cpu" else None  # no device sync on accelerators
+    heights = taps.height.tolist() if _in_blocks(dev) else None  # no device sync on accelerators
     step = _chunk(dev, c, ho, max(w, wo))
     for s in range(0, bo, step):
         e = min(bo, s + step)

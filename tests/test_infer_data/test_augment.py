@@ -160,6 +160,19 @@ def test_fused_resized_crop_normalizes_writes_into_out_and_reuses_scratch(monkey
     assert torch.equal(again, out) and {k: v.data_ptr() for k, v in scratch._buffers.items()} == buffers
 
 
+def test_whole_batch_path_of_accelerators_gives_the_same_crops(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Accelerators take the batch at once with full-height row tables (no host sync); run that path here."""
+    import infer_data.resample as resample
+
+    bases, comps = _factors(3, 18, 22, 2, torch.float16)
+    bi, ci = torch.randint(0, 6, (9,), generator=_gen(1)), torch.randint(-1, 6, (9,), generator=_gen(2))
+    boxes, flip = aug.resized_crop_boxes(9, (18, 22), generator=_gen(3)), aug.flip_mask(9, generator=_gen(4))
+    blocked = aug.resized_crop_factors(bases, bi, comps, ci, boxes, (16, 20), flip=flip)
+    monkeypatch.setattr(resample, "_in_blocks", lambda device: False)
+    whole = aug.resized_crop_factors(bases, bi, comps, ci, boxes, (16, 20), flip=flip)
+    assert torch.allclose(whole, blocked, atol=1e-6)
+
+
 def test_full_box_without_flip_is_the_composite() -> None:
     bases, comps = _factors(3, 10, 14, 1, torch.float16)
     bi, ci = torch.tensor([0, 5, 2]), torch.tensor([0, -1, 2])
