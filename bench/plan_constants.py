@@ -3,7 +3,8 @@
 `infer plan` predicts the size of a distilled set before any work. Sizes of uncompressed
 ``.npy`` members and tar framing are exact; PNG, JPEG and zstd sizes depend on the content, so
 the planner multiplies the raw size by constants measured here on real images, encoded with
-the project's own codecs exactly as the writer would (a group's K bases stacked in one member):
+the project's own codecs at their default levels, stacked as the writer stacks a group's K
+bases (PNG, npy + zstd, JPEG and, where registered, WebP at qualities 50 to 100):
 
 - ``--cifar``: the CIFAR-10 JPEG copy (``train/`` of an image folder), groups of K = 10, 32 px;
 - ``--tiny``: the Tiny-ImageNet-200 32 px copy, groups of K = 200;

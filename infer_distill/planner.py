@@ -3,33 +3,36 @@
 Counts follow the budget (:mod:`infer_distill.budget`): G = floor(ipc * K / (K + M)), stored
 images G * (K + M), instances K * (M + 1) * G. Bytes are modelled member by member as
 :mod:`infer_data.writer` writes them: every member is a 512-byte tar header plus its data
-padded to 512 bytes, every shard ends with two 512-byte zero blocks, and a shard is closed
-before it would grow past the shard size.
+padded to 512 bytes, and every shard ends with two 512-byte zero blocks; shards hold
+``--shard-size`` groups each, as ``infer distill`` cuts them (:mod:`infer_distill.layout`).
 
 Exact: uncompressed ``.npy`` members (header from numpy's own writer plus the array bytes) --
 ``npy:none`` bases, ``fp16:none`` / ``int8:none`` compensators, ``fp16:none`` and top-k
 labels with zstd off, ``none`` labels -- and the tar framing around them.
 
-Estimates (``"estimate": true``): PNG, JPEG and zstd members, ``meta.json`` (its source
+Estimates (``"estimate": true``): PNG, JPEG, WebP and zstd members, ``meta.json`` (its source
 indices and final losses vary), ``index.json`` and the reference layout. Entropy-coded bytes
 are ``raw values x a measured constant``; ``bench/plan_constants.py`` measures them with the
-project's own codecs on real images (a group's K images stacked in one member, as written):
+project's own codecs at their default levels (PNG level 6, zstd level 3; other levels are
+planned with the same constants) on real images, a group's K images stacked as the writer
+stacks them:
 
 - ``gray28``: 200 images of the embedded Fashion-MNIST subset, groups of K = 10;
-- ``rgb32``: 200 CIFAR-10 (JPEG q75 copy) images in groups of K = 10 and 400 Tiny-ImageNet
-  (32 px JPEG q90 copy) images in groups of K = 200, averaged;
-- ``rgb64`` and ``rgb224``: no real 64 or 224 px training images are available where the
+- ``rgb32``: the mean of 200 CIFAR-10 (JPEG q75 copy) images in groups of K = 10 and 400
+  Tiny-ImageNet (32 px JPEG q90 copy) images in groups of K = 200;
+- ``rgb64`` and ``rgb224``: no real 64 or 224 px training images were available where the
   constants were measured, so these come from the five colour photos that ship with
   scikit-image 0.26 (astronaut, chelsea, coffee, motorcycle_left, rocket), each resized to a
   shorter side of 256 and centre-cropped to 224 (ImageNet's evaluation crop), then downscaled
-  to 64 for ``rgb64``. Five photos are a small sample: treat 64/224 px figures as +-30%.
+  to 64 for ``rgb64``. Five photos are a small sample: treat 64 and 224 px figures as +-30%.
 
-A source uses the table of its channel count nearest to its side (log scale). Compensator and
-label zstd ratios were measured on a real ``infer distill`` run on the CIFAR-10 copy (ConvNet
-teacher, see docs/cli.md); at K = 1000 they are an extrapolation. The reference layout (one
-JPEG q75 file per instance, as ``infer stats`` encodes it, plus fp32 labels) uses the
-per-file JPEG q75 constant times the measured growth of a composite (base + compensator) over
-its base.
+A source uses the table of its channel count nearest to its side (log scale). The zstd ratios
+of compensators and labels were measured on a real ``infer distill`` run on the CIFAR-10 copy
+(ipc 10, two ConvNet teachers, 200 iterations, G = 8); at K = 1000 they are an extrapolation.
+The reference layout (one JPEG q75 file per instance, as ``infer stats`` encodes it, plus fp32
+labels) uses the per-file JPEG q75 constant times the growth of a composite (base +
+compensator) over its base measured on the same run. Planned against that run's own bytes
+(``infer stats``), the total came out 2.7% high (bases +5%) and the reference layout 3.6% high.
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from infer_data.codecs import parse_codec
+from infer_data.constants import DEFAULT_ZSTD_LEVEL
 from infer_data.errors import ConfigError, InferError
 from infer_data.writer import DEFAULT_CODECS
 
@@ -59,20 +63,24 @@ TAR_END = 2 * TAR_BLOCK
 
 # Bytes per stored uint8 value (one channel of one pixel), measured by bench/plan_constants.py.
 BASE_BYTES_PER_VALUE: dict[str, dict[str, float]] = {
-    "gray28": {"png": 0.5257, "npy": 0.5621, "jpeg:50": 0.293, "jpeg:75": 0.3934, "jpeg:90": 0.5706,
-               "jpeg:95": 0.7382, "jpeg:100": 1.1151, "file_jpeg:75": 0.7737},
-    "rgb32": {"png": 0.7484, "npy": 0.9440, "jpeg:50": 0.0834, "jpeg:75": 0.1099, "jpeg:90": 0.1674,
-              "jpeg:95": 0.2181, "jpeg:100": 0.3304, "file_jpeg:75": 0.3028},
-    "rgb64": {"png": 0.6773, "npy": 0.8709, "jpeg:50": 0.0721, "jpeg:75": 0.1022, "jpeg:90": 0.1623,
-              "jpeg:95": 0.2226, "jpeg:100": 0.3941, "file_jpeg:75": 0.1428},
-    "rgb224": {"png": 0.5548, "npy": 0.7161, "jpeg:50": 0.0424, "jpeg:75": 0.0625, "jpeg:90": 0.1036,
-               "jpeg:95": 0.148, "jpeg:100": 0.2907, "file_jpeg:75": 0.0658},
+    "gray28": {"png": 0.5287, "npy": 0.5800, "jpeg:50": 0.2930, "jpeg:75": 0.3934, "jpeg:90": 0.5706, "jpeg:95": 0.7382,
+               "jpeg:100": 1.1151, "webp:50": 0.2231, "webp:75": 0.2667, "webp:90": 0.3775, "webp:95": 0.4390,
+               "webp:100": 0.5241, "webp:lossless": 0.5137, "file_jpeg:75": 0.7737},
+    "rgb32": {"png": 0.7487, "npy": 0.9799, "jpeg:50": 0.0834, "jpeg:75": 0.1099, "jpeg:90": 0.1674, "jpeg:95": 0.2181,
+              "jpeg:100": 0.3304, "webp:50": 0.0743, "webp:75": 0.0950, "webp:90": 0.1518, "webp:95": 0.1862,
+              "webp:100": 0.2322, "webp:lossless": 0.5039, "file_jpeg:75": 0.3028},
+    "rgb64": {"png": 0.6785, "npy": 1.0023, "jpeg:50": 0.0721, "jpeg:75": 0.1022, "jpeg:90": 0.1623, "jpeg:95": 0.2226,
+              "jpeg:100": 0.3941, "webp:50": 0.0629, "webp:75": 0.0815, "webp:90": 0.1347, "webp:95": 0.1701,
+              "webp:100": 0.2179, "webp:lossless": 0.5137, "file_jpeg:75": 0.1428},
+    "rgb224": {"png": 0.5588, "npy": 0.7976, "jpeg:50": 0.0424, "jpeg:75": 0.0625, "jpeg:90": 0.1036, "jpeg:95": 0.1480,
+               "jpeg:100": 0.2907, "webp:50": 0.0343, "webp:75": 0.0458, "webp:90": 0.0871, "webp:95": 0.1153,
+               "webp:100": 0.1618, "webp:lossless": 0.4239, "file_jpeg:75": 0.0658},
 }
 QUALITIES = (50, 75, 90, 95, 100)  # lossy qualities measured
-# zstd level-19 size over uncompressed size, measured on a real distilled set (bench/plan_constants.py).
-ZSTD_RATIO = {"compensators/fp16": 1.0, "compensators/int8": 1.0, "labels/fp16": 1.0, "labels/topk": 1.0}
-COMPOSITE_OVER_BASE_JPEG75 = 1.0  # JPEG q75 bytes of base + compensator over the base's own
-PROVENANCE_BYTES = 3000  # index.json provenance block of an `infer distill` run (config, software, teachers)
+# zstd (default level) size over uncompressed size, measured on a real distilled set (bench/plan_constants.py).
+ZSTD_RATIO = {"compensators/fp16": 0.9133, "compensators/int8": 0.8171, "labels/fp16": 0.9519, "labels/topk": 0.7064}
+COMPOSITE_OVER_BASE_JPEG75 = 1.0687  # JPEG q75 bytes of base + compensator over the base's own, same set
+PROVENANCE_BYTES = 2000  # index.json provenance block of that `infer distill` run (config, software, teachers)
 
 # (label, codec spec) of every choice the plan lists per field.
 CHOICES: dict[str, list[tuple[str, dict[str, Any]]]] = {
@@ -84,6 +92,9 @@ CHOICES: dict[str, list[tuple[str, dict[str, Any]]]] = {
                ("topk:10 zstd off", {"name": "topk", "k": 10, "zstd_level": None}), ("topk:10", {"name": "topk", "k": 10}),
                ("none", {"name": "none"})],
 }
+# whole layouts totalled besides the chosen one
+LAYOUTS = {"uncompressed": {"base": "npy:none", "compensators": "fp16:none", "labels": "fp16:none"},
+           "compact": {"base": "jpeg:75", "compensators": "int8", "labels": "topk:10"}}
 FLAGS = {"base": "--base-codec", "compensators": "--compensator-codec", "labels": "--label-codec"}
 
 
@@ -193,7 +204,7 @@ def base_per_value(spec: dict[str, Any], table: dict[str, float]) -> float:
         ConfigError: a codec with no measured constants.
     """
     name = spec["name"]
-    if name == "png" and spec.get("compress_level", 9) == 0:
+    if name == "png" and spec.get("compress_level") == 0:
         return 1.0  # stored, not compressed
     key = f"{name}:lossless" if spec.get("lossless") else name
     qs = [q for q in QUALITIES if f"{name}:{q}" in table]
@@ -213,7 +224,7 @@ def base_members(spec: dict[str, Any], s: Shape) -> tuple[list[int], bool]:
     from infer_data.codecs import create_codec
 
     shape = (s.k, *s.chw)
-    if spec["name"] == "npy" and spec.get("zstd_level", 19) is None:
+    if spec["name"] == "npy" and spec.get("zstd_level", DEFAULT_ZSTD_LEVEL) is None:
         return [npy_bytes(np.uint8, shape)], False
     codec: Any = create_codec("base", spec)
     codec = codec.for_shape(shape) if hasattr(codec, "for_shape") else codec
@@ -228,7 +239,7 @@ def comp_members(spec: dict[str, Any], s: Shape) -> tuple[list[int], bool]:
     """Member sizes of one group's compensators (M x C x H x W) and whether they are estimates."""
     shape = (s.m, *s.chw)
     raw = npy_bytes(np.float16 if spec["name"] == "fp16" else np.int8, shape)
-    zstd = spec.get("zstd_level", 19) is not None
+    zstd = spec.get("zstd_level", DEFAULT_ZSTD_LEVEL) is not None
     main = round(raw * ZSTD_RATIO[f"compensators/{spec['name']}"]) if zstd else raw
     scale = [npy_bytes(np.float32, (s.m,))] if spec["name"] == "int8" else []
     return [main, *scale], zstd
@@ -240,7 +251,7 @@ def label_members(spec: dict[str, Any], s: Shape) -> tuple[list[int], bool]:
         return [], False
     cols = s.nc if spec["name"] == "fp16" else 2 * min(int(spec.get("k", 10)), s.nc) + 1
     raw = npy_bytes(np.float16 if spec["name"] == "fp16" else np.uint16, (s.rows, cols))
-    if spec.get("zstd_level", 19) is None:
+    if spec.get("zstd_level", DEFAULT_ZSTD_LEVEL) is None:
         return [raw], False
     return [round(raw * ZSTD_RATIO[f"labels/{spec['name']}"])], True
 
@@ -375,12 +386,10 @@ def make_plan(spec: str, ipc: int, m: int, *, codecs: dict[str, str | None] | No
     cfg = preset_for(src)
     chosen = {**default_codecs(cfg), **user}
     size = shard_size or default_shard_size(cfg.batch_groups, k, m, src.image_shape, k)
-    uncompressed = {f: CHOICES[f][0] for f in CHOICES}
-    compact = {"base": CHOICES["base"][4], "compensators": CHOICES["compensators"][3], "labels": CHOICES["labels"][3]}
-    layouts = [layout_bytes(n, c, src, s, size) for n, c in
-               (("chosen", chosen), ("uncompressed", uncompressed), ("compact", compact))]
+    named = {n: {f: (label, dict(CHOICES[f])[label]) for f, label in codecs.items()} for n, codecs in LAYOUTS.items()}
+    layouts = [layout_bytes(n, c, src, s, size) for n, c in (("chosen", chosen), *named.items())]
     reference = reference_layout(src, s)
-    return Plan(asdict(src) | {"class_names": len(src.class_names)}, ipc, k, m, g, ipc * k, stored_images(g, k, m),
+    return Plan({k: v for k, v in asdict(src).items() if k != "class_names"}, ipc, k, m, g, ipc * k, stored_images(g, k, m),
                 s.rows * g, size, fields, layouts, reference, ratios(src, s, ipc, layouts[0], reference))
 
 
