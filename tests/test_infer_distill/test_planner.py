@@ -11,7 +11,7 @@ from builders import make_groups, write_dataset
 from PIL import Image
 
 from infer_data.codecs import encode_npy
-from infer_data.errors import ConfigError, DatasetNotFoundError
+from infer_data.errors import ConfigError, DatasetNotFoundError, FormatError
 from infer_data import MethodInfo, ShardWriter
 from infer_data.index import read_index
 from infer_data.stats import KNOWN_DATASETS, stored_bytes
@@ -101,6 +101,9 @@ def test_user_codecs_are_planned_and_chosen() -> None:
     assert [fb.codec for fb in p.fields["base"]][-1] == "jpeg:60"
     assert p.layouts[0].codecs == {"base": "jpeg:60", "compensators": "fp16", "labels": "topk:5"}
     assert make_plan("embedded", 10, 4).layouts[0].codecs["base"] == "npy"  # the embedded preset's codec
+    webp = make_plan("imagenet-1k", 10, 4, codecs={"base": "webp:80"}).fields["base"][-1]
+    assert webp.codec == "webp:80" and webp.estimate
+    assert len(webp.members) == 14  # 1000 bases at 224 px cut into stacks of 73 below the 16,383-row limit, as written
 
 
 def test_errors_name_the_argument() -> None:
@@ -128,7 +131,8 @@ def _folder(root: Path, counts: dict[str, int], size: tuple[int, int] = (12, 10)
 
 
 def test_image_folder_is_counted_not_decoded(tmp_path: Path) -> None:
-    root = _folder(tmp_path / "f", {"cat": 3, "dog": 5})
+    root = _folder(tmp_path / "f", {"cat": 3, "dog": 4})
+    (root / "train" / "dog" / "zzz.png").write_bytes(b"not a png: counted by name, never decoded")
     src = source_size(f"imagefolder:{root}")
     assert (src.images, src.classes, src.image_shape, src.min_per_class) == (8, 2, (3, 10, 12), 3)
     assert src.train_bytes == 8 * 3 * 10 * 12 and src.class_names == ("cat", "dog")
@@ -139,6 +143,9 @@ def test_image_folder_is_counted_not_decoded(tmp_path: Path) -> None:
         make_plan(f"imagefolder:{root}", 7, 1)
     with pytest.raises(DatasetNotFoundError, match=r"^--dataset imagefolder:.*/missing: .*/missing/train is not a folder"):
         make_plan(f"imagefolder:{tmp_path / 'missing'}", 3, 1)
+    (root / "train" / "cat" / "000.png").write_bytes(b"broken")
+    with pytest.raises(FormatError, match=r"^.*/train/cat/000.png: cannot read the image header \(.*\); remove or replace the file$"):
+        make_plan(f"imagefolder:{root}", 3, 1)
 
 
 def test_known_sizes_agree_with_stats_and_the_embedded_file() -> None:
