@@ -343,6 +343,7 @@ def distill(cfg: DistillConfig, out_dir: str | os.PathLike[str], *, progress: Pr
                            "cuts more shards", ranks.world, plan.layout.num_shards, ranks.world - plan.layout.num_shards)
         entries = run_shards(cfg, plan, work, writer, shards, progress if ranks.is_main else None)
         gather_index(writer, work, entries, dev)
+        barrier()  # every rank has checked every shard in the work folder before rank 0 moves them out
         if not ranks.is_main:
             return writer.index()
         index = writer.close()
