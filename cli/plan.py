@@ -19,14 +19,14 @@ FIELD_ORDER = ("base", "compensators", "labels")
 @click.option("--ipc", type=int, required=True, help="Stored-image budget per class.")
 @click.option("--m", "m", type=int, default=4, show_default=True, help="Compensators per group (teachers).")
 @click.option("--image-size", type=int, default=None, help="Store images at this side (image folders are resized to it).")
-@click.option("--base-codec", default=None, help="Also plan this base codec: png, npy[:LEVEL|none], jpeg[:QUALITY].")
-@click.option("--compensator-codec", default=None, help="Also plan this compensator codec: fp16, int8 (optionally :LEVEL|none).")
-@click.option("--label-codec", default=None, help="Also plan this label codec: fp16, topk[:K], none.")
+@click.option("--base-codec", default=None, help="Plan and choose this base codec: png, npy[:LEVEL|none], jpeg[:QUALITY], webp[:QUALITY].")
+@click.option("--compensator-codec", default=None, help="Plan and choose this compensator codec: fp16, int8 (optionally :LEVEL|none).")
+@click.option("--label-codec", default=None, help="Plan and choose this label codec: fp16, topk[:K], none.")
 @click.option("--shard-size", type=int, default=None, help="Groups per shard, as for infer distill. [default: distill's]")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object with the same numbers.")
 def plan(dataset: str, ipc: int, m: int, image_size: int | None, base_codec: str | None, compensator_codec: str | None,
          label_codec: str | None, shard_size: int | None, as_json: bool) -> None:
-    """G, instances, stored images, bytes by field per codec and compression ratios; reads no images.
+    """G, instances, stored images, bytes by field per codec and compression ratios; decodes no images.
 
     Bytes marked ~ are estimates from measured bytes-per-value constants (PNG, JPEG, zstd, meta.json,
     index.json); = marks exact counts.
