@@ -212,10 +212,13 @@ def _imagenet1k() -> DistillConfig:
     """ImageNet reference settings: 224 px, lr 0.25, 2000 iterations, r_bn 0.01, jitter 32, crop + flip.
 
     Images are normalized with torchvision's ImageNet mean/std, the statistics its pretrained
-    teachers were trained with (the folder's own statistics are never computed).
+    teachers were trained with (the folder's own statistics are never computed). Bases are stored
+    as JPEG q90 (the codec ImageNet itself is published in): lossless PNG at 224 px is larger than
+    the reference layout of one JPEG per instance (docs/benchmarks.md, "ImageNet shape").
     """
     return DistillConfig(
         dataset="imagefolder:imagenet", preset="imagenet1k", image_size=224, batch_groups=1, normalization="imagenet",
+        base_codec="jpeg:90",
         optim=OptimConfig(iterations=2000, r_bn=0.01),
         augment=AugmentConfig(jitter=32, resized_crop=True, flip=True),
     )

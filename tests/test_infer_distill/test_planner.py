@@ -159,3 +159,12 @@ def test_known_sizes_agree_with_stats_and_the_embedded_file() -> None:
     e = KNOWN_SOURCES["embedded"]
     assert (e.images, e.classes, e.image_shape, e.train_bytes) == (len(images), len(classes), images.shape[1:], images.size)
     assert e.min_per_class == int(np.bincount(labels).min())
+
+
+@pytest.mark.parametrize("ipc", [10, 50])
+def test_imagenet_preset_defaults_are_smaller_than_the_reference_layout(ipc: int) -> None:
+    p = make_plan("imagenet-1k", ipc, 4)
+    chosen = p.layouts[0]
+    assert chosen.codecs["base"].startswith("jpeg")
+    assert chosen.bytes["total"] < p.reference_layout["total"]
+    assert p.ratios["reference_over_chosen"] > 2
