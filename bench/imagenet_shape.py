@@ -15,7 +15,10 @@ with JPEG q90 bases, and G = 9 with PNG bases:
   ``batch_loader`` + ``RandomResizedCropFlip`` (the package's batched path), torchvision
   ``ImageFolder`` over a subset of the same instances exported as JPEG q90 files (PIL decode,
   ``RandomResizedCrop`` on the PIL image, flip, ``ToTensor``, ``Normalize``; same batch size,
-  same workers), and ``DeviceLoader`` on the CPU (adds MixUp; no workers, torch's own threads).
+  same workers), and ``DeviceLoader`` on the CPU (adds MixUp; no workers, one thread);
+- CPU milliseconds per instance of each loader (user + system time of its main process and its
+  workers over the timed batches): on a machine shared with other jobs the rates move with their
+  load, while this cost does not.
 
 Image content is real, not noise: each 224 px base is a 4 x 4 mosaic of Tiny-ImageNet-200 images
 (the 32 px copy in ``../shared/data``) upscaled to 56 px, so it has real texture and edges, but
@@ -175,15 +178,31 @@ def uss_mib(pid: int) -> float:
     return kb / 1024
 
 
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU seconds the processes ``pids`` have used so far (/proc/PID/stat)."""
+    total = 0
+    for pid in pids:
+        with open(f"/proc/{pid}/stat") as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()  # fields from 3 (state) on
+        total += int(fields[11]) + int(fields[12])  # utime, stime in clock ticks
+    return total / os.sysconf("SC_CLK_TCK")
+
+
 class _Rates:
     """Several loaders timed in alternating rounds, so a change in machine load hits all of them alike."""
 
     def __init__(self, loaders: dict[str, Any], warm: int = 2) -> None:
+        self.loaders = loaders
         self.iters = {name: self._cycle(loader) for name, loader in loaders.items()}
         for it in self.iters.values():
             for _ in range(warm):
                 next(it)
         self.samples: dict[str, list[float]] = {name: [] for name in loaders}
+        self.cpu_ms: dict[str, list[float]] = {name: [] for name in loaders}  # CPU ms per instance, workers + main
+
+    def _pids(self, name: str) -> list[int]:
+        running = getattr(self.loaders[name], "_iterator", None)
+        return [os.getpid(), *(w.pid for w in getattr(running, "_workers", []))]
 
     @staticmethod
     def _cycle(loader: Any) -> Any:
@@ -199,14 +218,17 @@ class _Rates:
         for name, it in self.iters.items():
             for _ in range(drain):
                 next(it)
-            n, start = 0, time.perf_counter()
+            pids = self._pids(name)
+            n, start, cpu = 0, time.perf_counter(), cpu_seconds(pids)
             for _ in range(batches):
                 n += next(it)[0].shape[0]
             self.samples[name].append(n / (time.perf_counter() - start))
+            self.cpu_ms[name].append((cpu_seconds(pids) - cpu) * 1e3 / n)
 
     def medians(self) -> dict[str, float]:
-        """Median instances per second of each loader over the rounds."""
-        return {name: float(np.median(v)) for name, v in self.samples.items()}
+        """Median instances per second of each loader over the rounds, and median CPU ms per instance."""
+        rates = {name: float(np.median(v)) for name, v in self.samples.items()}
+        return rates | {f"{name}_cpu_ms": float(np.median(v)) for name, v in self.cpu_ms.items()}
 
 
 def child_open(root: str, cache: str) -> dict[str, Any]:
@@ -251,7 +273,7 @@ def child_measure(root: str, cache: str, folder: str, side: int, batch: int, wor
     for _ in range(rounds):
         rates.round(TIMED_BATCHES, drain=2 * workers)
     out |= rates.medians()
-    out["rate_samples"] = rates.samples
+    out["rate_samples"], out["cpu_ms_samples"] = rates.samples, rates.cpu_ms
     out["peak_rss_mib"] = peak_rss_mib()
     return out
 
@@ -315,6 +337,8 @@ def measure_set(name: str, codec: str, groups: int, shape: Shape, tiles: torch.T
     res["timed"] = f"{rounds} rounds x {TIMED_BATCHES} batches per loader"
     res["ratios"] = {"batched_over_imagefolder": res["batched"] / res["imagefolder"],
                      "device_cpu_over_imagefolder": res["device_cpu"] / res["imagefolder"],
+                     "imagefolder_cpu_over_batched_cpu": res["imagefolder_cpu_ms"] / res["batched_cpu_ms"],
+                     "imagefolder_cpu_over_device_cpu": res["imagefolder_cpu_ms"] / res["device_cpu_cpu_ms"],
                      "reference_layout_over_stored": res["reference_layout"]["total"] / res["stored"]["total"]}
     if not args.keep:
         for path in (root, cache, folder, work / f"{name}-export-cache", work / f"{name}-fresh-cache"):
@@ -346,6 +370,11 @@ def table(results: dict[str, dict[str, Any]]) -> str:
         ("  ratio to ImageFolder", lambda r: f"{r['ratios']['batched_over_imagefolder']:.2f}x"),
         ("DeviceLoader on CPU (+ MixUp), inst/s", lambda r: f"{r['device_cpu']:.0f}"),
         ("  ratio to ImageFolder", lambda r: f"{r['ratios']['device_cpu_over_imagefolder']:.2f}x"),
+        ("CPU ms per instance: ImageFolder", lambda r: f"{r['imagefolder_cpu_ms']:.2f}"),
+        ("CPU ms per instance: batch_loader (ImageFolder / it)", lambda r: f"{r['batched_cpu_ms']:.2f} "
+         f"({r['ratios']['imagefolder_cpu_over_batched_cpu']:.2f}x)"),
+        ("CPU ms per instance: DeviceLoader (ImageFolder / it)", lambda r: f"{r['device_cpu_cpu_ms']:.2f} "
+         f"({r['ratios']['imagefolder_cpu_over_device_cpu']:.2f}x)"),
     ]
     names = list(results)
     lines = ["| | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
@@ -361,6 +390,7 @@ def main() -> None:
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--keep", action="store_true", help="keep the written sets and caches")
     p.add_argument("--resume", action="store_true", help="keep the sets an interrupted run finished (WORK/partial.json)")
+    p.add_argument("--sets", help="comma-separated subset of the set names (default: all)")
     p.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.child:
@@ -372,7 +402,8 @@ def main() -> None:
     partial = args.work / ("partial-quick.json" if args.quick else "partial.json")
     results: dict[str, dict[str, Any]] = json.loads(partial.read_text()) if args.resume and partial.is_file() else {}
     start = time.perf_counter()
-    for name, codec, groups in shape.sets:
+    chosen = [t for t in shape.sets if args.sets is None or t[0] in args.sets.split(",")]
+    for name, codec, groups in chosen:
         if name in results:
             print(f"{name}: kept from {partial}", file=sys.stderr, flush=True)
             continue
