@@ -35,7 +35,8 @@ Usage::
 ``--resume`` keeps the sets an interrupted run finished. Rates: the three loaders live in one
 process and are timed in alternating rounds (3 rounds; 2 at G = 49, where the time goes to
 writing and decoding) of 6 batches each, after the batches a loader's workers prefetched while
-the others ran; the median round is reported. ImageFolder reads 2,560 instances of group 0.
+the others ran, and only once the previous loader's workers have gone idle; the median round
+is reported. ImageFolder reads 2,560 instances of group 0.
 """
 
 from __future__ import annotations
@@ -209,11 +210,21 @@ class _Rates:
         while True:
             yield from loader
 
+    def _settle(self, name: str, timeout: float = 60.0) -> None:
+        """Wait until the workers of loader ``name`` finished the batches they had prefetched."""
+        pids, deadline = self._pids(name)[1:], time.perf_counter() + timeout
+        while pids and time.perf_counter() < deadline:
+            before = cpu_seconds(pids)
+            time.sleep(0.3)
+            if cpu_seconds(pids) - before < 0.02:
+                return
+
     def round(self, batches: int, drain: int) -> None:
         """Time ``batches`` batches of every loader, one loader after the other.
 
-        The first ``drain`` batches of each turn are not timed: the workers of a loader that
-        waited prefetched them while the other loaders ran.
+        After its turn a loader's workers finish the batches they prefetched before the next
+        loader is timed (else they would compete with it), and the first ``drain`` batches of a
+        turn are not timed (they were ready before it began).
         """
         for name, it in self.iters.items():
             for _ in range(drain):
@@ -224,6 +235,7 @@ class _Rates:
                 n += next(it)[0].shape[0]
             self.samples[name].append(n / (time.perf_counter() - start))
             self.cpu_ms[name].append((cpu_seconds(pids) - cpu) * 1e3 / n)
+            self._settle(name)
 
     def medians(self) -> dict[str, float]:
         """Median instances per second of each loader over the rounds, and median CPU ms per instance."""
