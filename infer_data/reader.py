@@ -85,9 +85,12 @@ def check_shard_file(path: Path, entry: ShardEntry, *, verify: bool = True) -> N
     if verify:
         got = sha256_file(path)
         if got != entry.sha256:
-            raise IntegrityError(
-                f"{path}: sha256 {got[:12]}... does not match index.json ({entry.sha256[:12]}...); the file is corrupt, re-download it"
-            )
+            raise checksum_error(path, got, entry)
+
+
+def checksum_error(path: Path, got: str, entry: ShardEntry) -> IntegrityError:
+    """The error for a shard whose sha256 ``got`` differs from the one ``entry`` declares."""
+    return IntegrityError(f"{path}: sha256 {got[:12]}... does not match index.json ({entry.sha256[:12]}...); the file is corrupt, re-download it")
 
 
 def _tar_entries(path: Path, schema: GroupSchema, fileobj: IO[bytes] | None = None) -> Iterator[tuple[tarfile.TarFile, tarfile.TarInfo, str, str]]:

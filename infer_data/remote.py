@@ -16,13 +16,13 @@ import hashlib
 import json
 import os
 import sys
-import tempfile
 import urllib.error
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from .atomic import atomic_write
 from .constants import INDEX_FILENAME
 from .errors import DatasetNotFoundError, FormatError, IntegrityError
 from .index import INDEX_MAX_BYTES, DatasetIndex
@@ -53,11 +53,7 @@ def mark_source(folder: Path, source: str) -> None:
     path = folder / SOURCE_FILENAME
     if path.is_file():
         return
-    fd, tmp = tempfile.mkstemp(prefix=f".{SOURCE_FILENAME}.", dir=folder)
-    with os.fdopen(fd, "w") as fh:
-        json.dump({"source": source}, fh)
-        fh.write("\n")
-    os.replace(tmp, path)
+    atomic_write(path, (json.dumps({"source": source}) + "\n").encode())
 
 
 def _fetch(url: str, dest: Path, max_bytes: int, advance: Callable[[int], object] = lambda n: None) -> str:

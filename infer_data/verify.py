@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import IO
 
 from .constants import GROUP_KEY
-from .errors import DatasetNotFoundError, InferError, IntegrityError
+from .errors import InferError
 from .index import ShardEntry, read_index
-from .reader import GroupSchema, decode_group, group_members, shard_path
+from .reader import GroupSchema, check_shard_file, checksum_error, decode_group, group_members, shard_path
 
 CHUNK = 1 << 20
 
@@ -64,11 +64,7 @@ def verify_shard(path: Path, entry: ShardEntry, schema: GroupSchema) -> int:
             since a corrupt file explains it).
         FormatError, CodecError: a group that does not decode.
     """
-    if not path.is_file():
-        raise DatasetNotFoundError(f"{path}: shard listed in index.json is missing; re-download it or rewrite the dataset")
-    size = path.stat().st_size
-    if size != entry.bytes:
-        raise IntegrityError(f"{path}: {size} bytes but index.json declares {entry.bytes}; the shard is truncated or rewritten, re-download it")
+    check_shard_file(path, entry, verify=False)  # present, with the declared size
     groups = 0
     decode_error: InferError | None = None
     with open(path, "rb", buffering=CHUNK) as raw:
@@ -81,8 +77,7 @@ def verify_shard(path: Path, entry: ShardEntry, schema: GroupSchema) -> int:
             decode_error = exc
         digest = stream.drain()
     if digest != entry.sha256:
-        raise IntegrityError(f"{path}: sha256 {digest[:12]}... does not match index.json ({entry.sha256[:12]}...); "
-                             "the file is corrupt, re-download it")
+        raise checksum_error(path, digest, entry)
     if decode_error is not None:
         raise decode_error
     return groups
