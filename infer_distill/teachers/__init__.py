@@ -23,6 +23,7 @@ from infer_data.errors import ConfigError
 # the builder modules register their architectures on import
 from . import cifar_resnet as cifar_resnet
 from . import convnet as convnet
+from . import official_cifar as official_cifar
 from . import torchvision_nets as torchvision_nets
 from ._registry import SMALL_IMAGE_MAX as SMALL_IMAGE_MAX
 from ._registry import TEACHERS as TEACHERS

@@ -54,17 +54,45 @@ def _read(path: Path) -> dict[str, Any]:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for a bad file
         raise ConfigError(f"teacher checkpoint {path} cannot be read safely ({type(exc).__name__}); it must be a torch.save'd dict of tensors") from exc
+    if isinstance(obj, dict) and "state_dict" not in obj and isinstance(obj.get("net"), dict):
+        obj = {"arch": None, "state_dict": obj["net"]}  # {"net": ..., "acc": ..., "epoch": ...} training scripts
     if isinstance(obj, dict) and "state_dict" not in obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
         obj = {"arch": None, "state_dict": obj}  # a bare state_dict
     if not isinstance(obj, dict) or not isinstance(obj.get("state_dict"), dict):
         raise ConfigError(f"teacher checkpoint {path} holds no state_dict; save it with infer_distill.teachers.save_teacher")
-    return obj
+    return {**obj, "state_dict": strip_prefix(obj["state_dict"], "module.")}
+
+
+def strip_prefix(state: dict[str, Any], prefix: str) -> dict[str, Any]:
+    """``state`` with ``prefix`` removed from every key when all keys carry it (DataParallel checkpoints).
+
+    Example:
+        >>> list(strip_prefix({"module.fc.weight": 1, "module.fc.bias": 2}, "module."))
+        ['fc.weight', 'fc.bias']
+    """
+    if state and all(isinstance(k, str) and k.startswith(prefix) for k in state):
+        return {k[len(prefix):]: v for k, v in state.items()}
+    return state
+
+
+def state_mismatch(model: nn.Module, state: dict[str, Any]) -> str:
+    """'' when ``state`` has exactly the keys and shapes of ``model``; else a short description of the first differences."""
+    want = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    got = {k: tuple(v.shape) if isinstance(v, torch.Tensor) else None for k, v in state.items()}
+    missing, extra = sorted(set(want) - set(got)), sorted(set(got) - set(want))
+    shapes = [f"{k} {got[k]} vs {want[k]}" for k in want if k in got and got[k] != want[k]]
+    parts = [f"{len(missing)} missing key(s) (first {missing[0]})"] if missing else []
+    parts += [f"{len(extra)} unexpected key(s) (first {extra[0]})"] if extra else []
+    parts += [f"{len(shapes)} shape mismatch(es) (first {shapes[0]})"] if shapes else []
+    return ", ".join(parts)
 
 
 def load_teacher(arch: str, path: str | os.PathLike[str], *, num_classes: int, in_channels: int, image_size: int) -> nn.Module:
     """Build ``arch`` and load the checkpoint at ``path`` into it; returns it frozen, in eval mode.
 
-    A bare ``state_dict`` file is accepted too; it then only has to fit ``arch``.
+    A bare ``state_dict`` file is accepted too, and so are the official INFER checkpoints: a dict
+    with ``state_dict`` or ``net`` whose keys carry DataParallel's ``module.`` prefix (stripped).
+    A bare or official state dict only has to fit ``arch``.
 
     Raises:
         RegistryError: unknown ``arch``.
@@ -83,11 +111,11 @@ def load_teacher(arch: str, path: str | os.PathLike[str], *, num_classes: int, i
     if bad:
         raise ConfigError(f"teacher checkpoint {path} ({found}) does not fit the {arch} requested here: {', '.join(bad)}; use a checkpoint trained on this dataset")
     model = builder(num_classes, in_channels=in_channels, image_size=image_size)
-    try:
-        model.load_state_dict(obj["state_dict"], strict=True)
-    except RuntimeError as exc:
-        first = str(exc).strip().splitlines()[1].strip() if "\n" in str(exc) else str(exc)
-        raise ConfigError(f"teacher checkpoint {path} ({found}) does not fit architecture {arch}: {first[:160]}") from exc
+    problem = state_mismatch(model, obj["state_dict"])
+    if problem:
+        raise ConfigError(f"teacher checkpoint {path} ({found}) does not fit architecture {arch}: {problem}; "
+                          "pass the architecture it was trained as or another checkpoint")
+    model.load_state_dict(obj["state_dict"], strict=True)
     model.eval()
     for p in model.parameters():
         p.requires_grad_(False)
