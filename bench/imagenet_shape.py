@@ -281,7 +281,7 @@ def child_measure(root: str, cache: str, folder: str, side: int, batch: int, wor
     batched = batch_loader(ds, batch, num_workers=workers, generator=torch.Generator().manual_seed(0), persistent_workers=True)
     out["worker_uss_mib"] = _worker_uss(batched)
     rates = _Rates({"imagefolder": _folder_loader(folder, side, batch, workers), "batched": batched,
-                    "device_cpu": DeviceLoader(InferDataset(root, cache_dir=cache), batch_size=batch)})
+                    "device_cpu": DeviceLoader(InferDataset(root, cache_dir=cache), batch_size=batch, normalize=True)})
     for _ in range(rounds):
         rates.round(TIMED_BATCHES, drain=2 * workers)
     out |= rates.medians()

@@ -154,7 +154,7 @@ def make_paths(root: Path, ref: Path, device: torch.device, batch: int) -> dict[
     infer_host = InferDataset(root, batch_transform=RandomCropFlip(4))
     folder = SoftImageFolder(ref, per_sample)
     return {
-        "device": lambda: DeviceLoader(ds, batch_size=batch, device=device, augment="crop",
+        "device": lambda: DeviceLoader(ds, batch_size=batch, device=device, augment="crop", normalize=True,
                                        channels_last=device.type == "cuda"),
         "infer-w0": dl(infer_host, 0), "infer-w2": dl(infer_host, 2),
         "imagefolder-w0": dl(folder, 0), "imagefolder-w2": dl(folder, 2),

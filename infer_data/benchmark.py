@@ -85,7 +85,7 @@ def device_rate(root: str | os.PathLike[str], batch_size: int, device: str, epoc
     """DeviceLoader (compose, augment, normalize, MixUp on ``device``), synchronized per epoch."""
     from .loader import DeviceLoader
 
-    loader = DeviceLoader(InferDataset(root), device=device, batch_size=batch_size)
+    loader = DeviceLoader(InferDataset(root), device=device, batch_size=batch_size, normalize=True)
 
     class _Synced:
         def __iter__(self) -> Any:

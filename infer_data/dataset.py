@@ -43,8 +43,9 @@ class InferDataset(Dataset[tuple[torch.Tensor, Any]]):
     """The instances of a distilled dataset.
 
     ``len(ds)`` is K * (M + 1) * G; ``ds[i]`` is ``(image, target)`` with image float32
-    (C, H, W) = clamp(base / 255 + u, 0, 1) (after ``batch_transform``, normalized with the stored
-    mean/std when ``normalize``, then ``transform``) and target the static soft-label logits,
+    (C, H, W) = clamp(base / 255 + u, 0, 1) (after ``batch_transform``, then ``transform`` on the
+    [0, 1] image, then normalized with the stored mean/std when ``normalize``, so colour
+    transforms such as ``ColorJitter`` see the image they expect) and target the static soft-label logits,
     float32 (NC,), or the hard class id (int) when ``target="class"``. ``ds[indices]`` with a list
     or int64 tensor of indices returns a whole batch ``(images (B, C, H', W'), targets (B, NC) or
     (B,))`` (see :func:`infer_data.batches.batch_loader`). Instance order is defined in
@@ -55,9 +56,10 @@ class InferDataset(Dataset[tuple[torch.Tensor, Any]]):
             ``http://``, ``file://``) under which they are published; a URL is mirrored into
             ``cache_dir`` once (see :mod:`infer_data.remote`).
         target: ``"soft"`` (stored logits) or ``"class"`` (hard class id).
-        transform: callable on the (C, H, W) float image.
+        transform: callable on the (C, H, W) float image in [0, 1], before normalization; with
+            ``normalize`` it must return a (C, H', W') tensor.
         batch_transform: callable on a whole (B, C, H, W) float batch in [0, 1], applied before
-            normalization and ``transform``; e.g. :class:`infer_data.transforms.RandomCropFlip`.
+            ``transform`` and normalization; e.g. :class:`infer_data.transforms.RandomCropFlip`.
             An object with a ``from_factors(bases, base_idx, comps, comp_idx)`` method builds the
             batch from the uint8 factors itself (e.g. ``RandomResizedCropFlip``: crop before
             converting to float).
@@ -213,13 +215,13 @@ class InferDataset(Dataset[tuple[torch.Tensor, Any]]):
         """A whole batch: images (B, C, H', W') and targets (float32 (B, NC) or int64 (B,)).
 
         Order: compose in [0, 1] (or ``batch_transform.from_factors``), ``batch_transform``,
-        normalize, then ``transform`` per image and ``target_transform`` on the batch of targets.
+        ``transform`` per image, normalize, then ``target_transform`` on the batch of targets.
         """
         x, t = self._compose(self._indices(indices), self.batch_transform)
-        if self.normalize:
-            x = normalize(x, self.mean, self.std)
         if self.transform is not None:
-            x = torch.stack([self.transform(img) for img in x])
+            x = torch.stack([self._normalized(self.transform(img)) for img in x])
+        elif self.normalize:
+            x = normalize(x, self.mean, self.std)
         if self.target_transform is not None:
             t = self.target_transform(t)
         return x, t
@@ -233,18 +235,31 @@ class InferDataset(Dataset[tuple[torch.Tensor, Any]]):
     def __getitems__(self, indices: Sequence[int]) -> list[tuple[torch.Tensor, Any]]:
         """Batched access used by ``DataLoader``: one vectorized composite per batch.
 
-        Order per batch: compose in [0, 1], ``batch_transform``, normalize, then per sample
-        ``transform`` and ``target_transform``.
+        Order per batch: compose in [0, 1], ``batch_transform``, then per sample ``transform``,
+        normalize and ``target_transform``.
         """
         x, t = self._compose(self._indices(indices), self.batch_transform)
-        if self.normalize:
+        if self.transform is None and self.normalize:
             x = normalize(x, self.mean, self.std)
         return [self._finish(x[b], t[b]) for b in range(len(t))]
+
+    def _normalized(self, x: Any) -> Any:
+        """``transform``'s output normalized when ``normalize``.
+
+        Raises:
+            ConfigError: ``normalize`` is set but the transform did not return a tensor.
+        """
+        if not self.normalize:
+            return x
+        if not isinstance(x, torch.Tensor) or x.dim() < 3 or x.shape[-3] != len(self.mean):
+            raise ConfigError(f"InferDataset transform returned {type(x).__name__} {tuple(getattr(x, 'shape', ()))}; with "
+                              f"normalize=True it must return a float ({len(self.mean)}, H, W) tensor (or pass normalize=False)")
+        return normalize(x, self.mean, self.std)
 
     def _finish(self, x: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, Any]:
         target: Any = t if self.target == "soft" else int(t)
         if self.transform is not None:
-            x = self.transform(x)
+            x = self._normalized(self.transform(x))
         if self.target_transform is not None:
             target = self.target_transform(target)
         return x, target

@@ -52,9 +52,9 @@ class LoaderConfig:
     augment: str = "auto"  # "auto" | "crop" | "resized-crop" | "flip" | "none" (see infer_data.augment)
     padding: int = 4  # zero border in pixels for "crop"
     scale: tuple[float, float] = (0.08, 1.0)  # area fraction range for "resized-crop"
-    normalize: bool = True  # subtract the dataset mean, divide by its std
+    normalize: bool | None = None  # subtract the dataset mean, divide by its std; None: the InferDataset's setting (True for DeviceData)
     mixup_beta: float = 1.0  # Beta(beta, beta) MixUp per batch; 0 turns MixUp off
-    targets: str = "soft"  # "soft": stored logits (B, NC); "class": one-hot probabilities (B, NC)
+    targets: str | None = None  # "soft": stored logits (B, NC); "class": one-hot probabilities (B, NC); None: the InferDataset's target ("soft" for DeviceData)
     seed: int = 0  # seeds the permutation, augmentation and MixUp of every epoch
     return_indices: bool = False  # also yield the int64 (B,) instance indices of the batch
     channels_last: bool = False  # yield images in channels_last memory format
@@ -68,7 +68,7 @@ class LoaderConfig:
             raise ConfigError(f"mixup_beta={self.mixup_beta} must be >= 0 (0 turns MixUp off)")
         if not 0 < self.scale[0] <= self.scale[1] <= 1:
             raise ConfigError(f"scale={self.scale} must satisfy 0 < low <= high <= 1")
-        if self.targets not in TARGET_KINDS:
+        if self.targets is not None and self.targets not in TARGET_KINDS:
             raise ConfigError(f"targets={self.targets!r} is not valid; choose one of {', '.join(map(repr, TARGET_KINDS))}")
         aug.resolve_augmentation(self.augment, 32)
 
@@ -136,35 +136,40 @@ class DeviceLoader:
     """Yield augmented, MixUp-ed batches of a distilled set, built on ``device``.
 
     Iterating yields ``(images, targets)`` (plus ``indices`` when ``return_indices``):
-    images float32 (B, C, H, W), normalized; targets float32 (B, NC), MixUp-mixed stored
-    logits (``targets="soft"``) or one-hot probabilities (``"class"``). Each full pass advances
-    the epoch; :meth:`set_epoch` sets it explicitly, as with ``DistributedSampler``. Only the
-    dataset's stored factors are used: its ``normalize``, ``transform`` and ``batch_transform``
-    settings do not apply here (the config's do).
+    images float32 (B, C, H, W), normalized when ``normalize``; targets float32 (B, NC), MixUp-mixed stored
+    logits (``targets="soft"``) or one-hot class probabilities (``"class"``, mixed as one-hot
+    vectors, as torchvision's and timm's MixUp do; ``F.cross_entropy`` takes them as
+    probabilities). Each full pass advances the epoch; :meth:`set_epoch` sets it explicitly, as
+    with ``DistributedSampler``. Built from an :class:`InferDataset`, the loader follows the
+    dataset's ``normalize`` and ``target`` unless the config sets ``normalize``/``targets``;
+    a dataset with a ``transform``, ``batch_transform`` or ``target_transform`` is refused (the
+    loader augments on the device with the config's ``augment``).
 
     Args:
         data: an :class:`InferDataset` or its :class:`DeviceData`.
         config: a :class:`LoaderConfig`; keyword ``overrides`` replace its fields.
-        device: where the data lives and batches are built (default CPU).
+        device: where the data lives and batches are built (default CPU); a CUDA device this
+            machine lacks is a ConfigError.
         rank, world_size: this process's share of each epoch; default from
             ``torch.distributed`` when it is initialized, else 0 and 1.
 
     Raises:
-        ConfigError: an unknown or invalid option, a bad rank, or soft targets without labels.
+        ConfigError: an unknown or invalid option, a bad rank or device, soft targets without
+            labels, or a dataset with transforms the loader would ignore.
     """
 
     def __init__(self, data: InferDataset | DeviceData, config: LoaderConfig | None = None, *,
                  device: str | torch.device | None = None, rank: int | None = None,
                  world_size: int | None = None, **overrides: Any) -> None:
-        self.config = _with_overrides(config or LoaderConfig(), overrides)
-        self.device = torch.device(device) if device is not None else torch.device("cpu")
+        self.config = _resolve(_with_overrides(config or LoaderConfig(), overrides), data)
+        self.device = check_device(device)
         dr, dw = _dist_rank_world()
         self.rank, self.world_size = (dr if rank is None else rank), (dw if world_size is None else world_size)
         if self.world_size < 1 or not 0 <= self.rank < self.world_size:
             raise ConfigError(f"rank={self.rank}, world_size={self.world_size}: need 0 <= rank < world_size")
         host = DeviceData.from_dataset(data) if isinstance(data, InferDataset) else data
         if self.config.targets == "soft" and host.labels is None:
-            raise ConfigError("targets='soft' but the dataset stores no soft labels; use targets='class'")
+            raise ConfigError("DeviceLoader targets='soft' but the dataset stores no soft labels; use targets='class'")
         self.data = host.to(self.device)
         self.k, self.m = self.data.bases.shape[1], self.data.compensators.shape[1]
         self.image_size = (int(self.data.bases.shape[-2]), int(self.data.bases.shape[-1]))
@@ -293,13 +298,55 @@ class DeviceLoader:
     def targets_of(self, group: torch.Tensor, view: torch.Tensor, slot: torch.Tensor) -> torch.Tensor:
         """float32 (B, NC) un-mixed targets: stored logits or one-hot class probabilities."""
         d = self.data
-        if self.config.targets == "soft" and d.labels is not None:
+        if self.config.targets == "soft" and d.labels is not None:  # (checked at construction)
             return d.labels[group, view * self.k + slot].to(torch.float32)
         return F.one_hot(d.class_ids[group, slot], d.num_classes).to(torch.float32)
 
     def __repr__(self) -> str:
         return (f"DeviceLoader(instances={self.num_instances}, batches={len(self)}, device={self.device}, "
                 f"rank={self.rank}/{self.world_size}, augment={self.augment!r}, config={self.config})")
+
+
+def check_device(device: str | torch.device | None) -> torch.device:
+    """``device`` as a ``torch.device`` (default CPU), checked to exist here.
+
+    Raises:
+        ConfigError: not a device name, or a CUDA device this machine does not have.
+    """
+    if device is None:
+        return torch.device("cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ConfigError(f"device={str(device)!r} is not a device; use 'cpu', 'cuda' or 'cuda:N'") from exc
+    if dev.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise ConfigError(f"device={str(device)!r}: CUDA is not available here (no GPU, or a CPU-only torch); use device='cpu'")
+        if dev.index is not None and dev.index >= count:
+            raise ConfigError(f"device={str(device)!r}: this machine has {count} CUDA device(s), cuda:0..cuda:{count - 1}; pick one of them")
+    return dev
+
+
+def _resolve(config: LoaderConfig, data: InferDataset | DeviceData) -> LoaderConfig:
+    """``config`` with ``normalize``/``targets`` left at None taken from the dataset.
+
+    An :class:`InferDataset` gives its own ``normalize`` and ``target``; :class:`DeviceData`
+    gives ``normalize=True`` and ``targets="soft"``. The loader applies its own augmentation, so
+    a dataset with per-sample or batch transforms is refused rather than silently ignored.
+
+    Raises:
+        ConfigError: the dataset has a ``transform``, ``batch_transform`` or ``target_transform``.
+    """
+    if not isinstance(data, InferDataset):
+        return replace(config, normalize=True if config.normalize is None else config.normalize,
+                       targets=config.targets or "soft")
+    used = [n for n in ("transform", "batch_transform", "target_transform") if getattr(data, n) is not None]
+    if used:
+        raise ConfigError(f"DeviceLoader: the dataset's {', '.join(used)} would be ignored (the loader augments on the "
+                          "device itself, see LoaderConfig.augment); build the InferDataset without it or use a DataLoader")
+    return replace(config, normalize=data.normalize if config.normalize is None else config.normalize,
+                   targets=config.targets or data.target)
 
 
 def _with_overrides(config: LoaderConfig, overrides: dict[str, Any]) -> LoaderConfig:

@@ -67,6 +67,25 @@ def test_normalize_transform_and_target_transform(tiny_dir: Path) -> None:
     assert t == raw[7][1].argmax()
 
 
+def test_transform_runs_on_the_unit_image_before_normalization(tiny_dir: Path) -> None:
+    from torchvision.transforms import ColorJitter
+
+    raw = InferDataset(tiny_dir)
+    jitter = ColorJitter(brightness=(0.5, 0.5))  # a fixed factor: x -> clamp(0.5 x, 0, 1)
+    ds = InferDataset(tiny_dir, normalize=True, transform=jitter)
+    want = torch.stack([(raw[i][0] * 0.5 - 0.5) / 0.25 for i in range(12)])  # jittered in [0, 1], then normalized
+    torch.testing.assert_close(torch.stack([ds[i][0] for i in range(12)]), want)
+    torch.testing.assert_close(ds[list(range(12))][0], want)  # the whole-batch path, same order
+    assert float(want.min()) < -1.9  # dark pixels stay negative after normalization; nothing clamped away
+
+
+def test_transform_returning_no_tensor_with_normalize_is_a_clear_error(tiny_dir: Path) -> None:
+    ds = InferDataset(tiny_dir, normalize=True, transform=lambda x: x.numpy())
+    with pytest.raises(ConfigError, match=r"^InferDataset transform returned ndarray \(3, 8, 8\); with normalize=True it must "
+                                          r"return a float \(3, H, W\) tensor \(or pass normalize=False\)$"):
+        ds[0]
+
+
 def test_dataloader_with_persistent_workers_sees_each_instance_once(tiny_dir: Path) -> None:
     ds = InferDataset(tiny_dir, target="class")
     loader = DataLoader(ds, batch_size=5, shuffle=True, num_workers=2, persistent_workers=True,

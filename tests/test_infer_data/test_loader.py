@@ -196,3 +196,38 @@ def test_fused_resized_crop_of_full_boxes_is_the_composite_or_its_mirror(ds: Inf
             assert same or mirrored
             flips.append(mirrored and not same)
     assert 0 < sum(flips) < len(flips)
+
+
+def test_dataset_normalize_false_and_class_targets_are_honoured(ds: InferDataset) -> None:
+    plain = InferDataset(ds.root, normalize=False, target="class")
+    loader = DeviceLoader(plain, batch_size=36, augment="none", mixup_beta=0, shuffle=False)
+    assert (loader.config.normalize, loader.config.targets) == (False, "class")
+    x, y = next(iter(loader))
+    ref_x, ref_t = plain.compose_batch(torch.arange(N))
+    assert torch.equal(x, ref_x) and float(x.min()) >= 0  # [0, 1] images, not normalized
+    assert torch.equal(y, torch.nn.functional.one_hot(ref_t, 4).float())  # one-hot classes, no stored logits
+    mixed = torch.cat([y for _, y, _ in DeviceLoader(plain, batch_size=12, augment="none", mixup_beta=0.4, return_indices=True)])
+    assert torch.allclose(mixed.sum(1), torch.ones(N)) and float(mixed.min()) >= 0  # mixes of one-hot rows only
+    assert (mixed > 0).sum(1).max() == 2 and (mixed.max(1).values >= 0.5 - 1e-6).all()
+    explicit = DeviceLoader(plain, batch_size=36, augment="none", mixup_beta=0, shuffle=False, normalize=True, targets="soft")
+    x2, y2 = next(iter(explicit))  # explicit config fields win over the dataset's settings
+    torch.testing.assert_close(x2, ds.compose_batch(torch.arange(N))[0])
+    assert torch.equal(y2, ds.compose_batch(torch.arange(N))[1])
+
+
+def test_dataset_transforms_the_loader_would_ignore_are_refused(ds: InferDataset) -> None:
+    with pytest.raises(ConfigError, match=r"^DeviceLoader: the dataset's transform, target_transform would be ignored \(the loader "
+                                          r"augments on the device itself, see LoaderConfig.augment\); build the InferDataset without "
+                                          r"it or use a DataLoader$"):
+        DeviceLoader(InferDataset(ds.root, transform=lambda x: x, target_transform=lambda t: t))
+
+
+def test_missing_cuda_device_is_a_one_line_error(ds: InferDataset) -> None:
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if count == 0:
+        with pytest.raises(ConfigError, match=r"^device='cuda': CUDA is not available here \(no GPU, or a CPU-only torch\); use device='cpu'$"):
+            DeviceLoader(ds, device="cuda")
+    with pytest.raises(ConfigError, match=rf"^device='cuda:{max(count, 1) + 7}': (CUDA is not available here|this machine has {count} CUDA)"):
+        DeviceLoader(ds, device=f"cuda:{max(count, 1) + 7}")
+    with pytest.raises(ConfigError, match=r"^device='gpu0' is not a device; use 'cpu', 'cuda' or 'cuda:N'$"):
+        DeviceLoader(ds, device="gpu0")
