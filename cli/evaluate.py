@@ -33,7 +33,7 @@ import click
 @click.option("--mixup-beta", type=float, default=None, help="MixUp Beta parameter, 0 = off. [default: preset's]")
 @click.option("--eval-every", type=int, default=None, help="Test every N epochs (and after the last).")
 @click.option("--seed", type=int, default=None, help="Seed of init, order, augmentation and MixUp.")
-@click.option("--device", default=None, help="cpu, cuda, cuda:1. [default: cuda if available]")
+@click.option("--device", default="auto", show_default=True, help="cpu, cuda, cuda:N; auto = cuda when available, else cpu.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object (key top1, best_top1, config, history).")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 def evaluate(root: str, test_data: str | None, data_root: str | None, preset: str | None, teachers: tuple[str, ...],

@@ -27,11 +27,13 @@ def preview_grid(ds: InferDataset, group: int = 0, *, max_classes: int = 10, min
     (grey = 0), repeated in the first cell of its row, followed by that row's composites.
 
     Raises:
-        ConfigError: ``group`` out of range.
+        ConfigError: ``group`` out of range or ``max_classes`` < 1.
     """
     g_total = ds.index.num_groups
     if not 0 <= group < g_total:
         raise ConfigError(f"--group {group} is out of range; the dataset has groups 0..{g_total - 1}")
+    if max_classes < 1:
+        raise ConfigError(f"--max-classes {max_classes}: must be at least 1 (the number of base slots to draw)")
     k, m = ds.k, ds.m
     n = min(k, max_classes)
     h = ds.index.dataset.image_shape[1]
@@ -62,7 +64,7 @@ def write_preview(root: str | os.PathLike[str], out: str | os.PathLike[str], *, 
     """Draw group ``group`` of the dataset at ``root`` into the PNG file ``out``.
 
     Raises:
-        ConfigError: ``out`` does not end in .png, or ``group`` is out of range.
+        ConfigError: ``out`` does not end in .png, ``group`` is out of range or ``max_classes`` < 1.
         InferError: the dataset fails to load.
     """
     from PIL import Image

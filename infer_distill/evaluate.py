@@ -159,25 +159,32 @@ def evaluate(
         config: the recipe (see :func:`make_config`).
         test_data: source spec of the test split; default from the index (see :func:`source_spec_of`).
         teachers: ``ARCH=CHECKPOINT`` specs for ``labels="dynamic"``.
-        device: "cpu", "cuda", "cuda:1"; default CUDA when available. Under torchrun, each rank
+        device: "cpu", "cuda", "cuda:1", or "auto"/None for CUDA when available. Under torchrun, each rank
             uses ``cuda:LOCAL_RANK``.
         data_root: where sources look for their files.
         progress: progress bar on rank 0.
 
     Raises:
         DatasetNotFoundError: no dataset at ``root`` or no test data.
-        ConfigError, RegistryError: invalid options, teachers or sources.
+        ConfigError, RegistryError: invalid options, teachers or sources, a CUDA device this
+            machine lacks, or static labels asked of a set stored without them.
     """
     from .teachers import TEACHERS
 
+    from .pipeline import resolve_device
+
     TEACHERS.get(config.arch)  # an unknown student arch fails before any data is read
-    dataset = InferDataset(root)
+    dev_name = str(resolve_device(device))  # "auto"/None: CUDA when available; a missing GPU is a one-line error
+    dataset = InferDataset(root, target="class")  # the loader's targets follow config.labels (stored logits or classes)
+    if config.labels == "static" and not dataset.has_labels:
+        raise ConfigError(f"--labels static: {dataset.root} stores no soft labels (label codec 'none'); evaluate it with "
+                          "--labels dynamic --teacher ARCH=CHECKPOINT")
     if config.labels == "dynamic" and not teachers:
         raise ConfigError("labels='dynamic' needs teacher networks to relabel each batch; pass --teacher ARCH=CHECKPOINT (one or more)")
     spec = test_data or source_spec_of(dataset)
     source = _open_test_source(spec, data_root, dataset.index.dataset.image_shape[1])
     nets = load_teachers(teachers, dataset) if config.labels == "dynamic" else []
-    with distributed(device) as dev:
+    with distributed(dev_name) as dev:
         result = train_student(dataset, source, config, teachers=nets, device=dev, progress=progress)
     result.config |= {"root": str(root), "test_data": spec, "teachers": list(teachers)}
     return result

@@ -98,6 +98,9 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
         raise ConfigError(f"--device {device!r} is not a device; use cpu, cuda or cuda:N") from exc
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"--device {device}: CUDA is not available here; use --device cpu")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise ConfigError(f"--device {device}: this machine has {torch.cuda.device_count()} CUDA device(s); pick cuda:0 to "
+                          f"cuda:{torch.cuda.device_count() - 1}")
     return dev
 
 

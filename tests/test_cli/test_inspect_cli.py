@@ -120,6 +120,9 @@ def test_preview_writes_a_png(tiny_dir: Path, tmp_path: Path) -> None:
     assert code == 1 and "--group 3 is out of range; the dataset has groups 0..2" in text
     code, text = run("preview", str(tiny_dir), "--out", str(tmp_path / "p.jpg"))
     assert code == 1 and "give a name ending in .png" in text
+    code, text = run("preview", str(tiny_dir), "--out", str(tmp_path / "q.png"), "--max-classes", "0")
+    assert (code, text) == (1, "Error: --max-classes 0: must be at least 1 (the number of base slots to draw)\n")
+    assert not (tmp_path / "q.png").exists()
 
 
 def test_bench_reports_rates_and_ratios(tiny_dir: Path) -> None:

@@ -67,3 +67,38 @@ def test_missing_dataset(tmp_path: Path) -> None:
     code, out = _run(str(tmp_path / "nothing"))
     assert code == 1
     assert re.fullmatch(r"Error: No INFER dataset found at .*nothing: missing index.json\. Create one with `infer distill` or check the path\.\n", out), out
+
+
+@pytest.fixture(scope="module")
+def unlabeled(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The embedded-shaped set stored with --label-codec none (hard labels only)."""
+    return write_dataset(tmp_path_factory.mktemp("cli") / "nolabels", make_groups(1, 10, 1, (1, 28, 28)), name="embedded",
+                         codecs={"labels": "none"})
+
+
+def test_set_without_labels_evaluates_with_dynamic_labels_only(unlabeled: Path, tmp_path: Path) -> None:
+    code, out = _run(str(unlabeled), "--epochs", "1", "--no-progress")
+    assert code == 1
+    assert out == (f"Error: --labels static: {unlabeled} stores no soft labels (label codec 'none'); evaluate it with "
+                   "--labels dynamic --teacher ARCH=CHECKPOINT\n")
+    ckpt = save_teacher(create_teacher("convnet", 10, in_channels=1, image_size=28), tmp_path / "t.pt",
+                        arch="convnet", num_classes=10, in_channels=1, image_size=28)
+    code, out = _run(str(unlabeled), "--labels", "dynamic", "--teacher", f"convnet={ckpt}", "--epochs", "1", "--batch-size", "10",
+                     "--json", "--no-progress")
+    assert code == 0, out
+    obj = json.loads(out)
+    assert obj["config"]["labels"] == "dynamic" and obj["config"]["instances"] == 20 and 0.0 <= obj["top1"] <= 100.0
+
+
+def test_device_auto_and_a_missing_gpu(embedded_like: Path) -> None:
+    import torch
+
+    code, out = _run(str(embedded_like), "--device", "auto", "--epochs", "1", "--batch-size", "10", "--json", "--no-progress")
+    assert code == 0, out
+    assert json.loads(out)["config"]["device"].startswith("cuda" if torch.cuda.is_available() else "cpu")
+    if not torch.cuda.is_available():
+        code, out = _run(str(embedded_like), "--device", "cuda", "--no-progress")
+        assert (code, out) == (1, "Error: --device cuda: CUDA is not available here; use --device cpu\n")
+    code, out = _run(str(embedded_like), "--device", "cuda:64", "--no-progress")
+    assert code == 1 and re.fullmatch(r"Error: --device cuda:64: (CUDA is not available here; use --device cpu|this machine has \d+ CUDA "
+                                      r"device\(s\); pick cuda:0 to cuda:\d+)\n", out), out
