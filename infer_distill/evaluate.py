@@ -169,9 +169,8 @@ def evaluate(
         ConfigError, RegistryError: invalid options, teachers or sources, a CUDA device this
             machine lacks, or static labels asked of a set stored without them.
     """
-    from .teachers import TEACHERS
-
     from .pipeline import resolve_device
+    from .teachers import TEACHERS
 
     TEACHERS.get(config.arch)  # an unknown student arch fails before any data is read
     dev_name = str(resolve_device(device))  # "auto"/None: CUDA when available; a missing GPU is a one-line error
