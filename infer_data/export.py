@@ -2,22 +2,30 @@
 
 Layouts:
 
-- ``imagefolder``: ``OUT/{class_name}/{instance:07d}.{ext}``, readable by
-  ``torchvision.datasets.ImageFolder``.
+- ``imagefolder``: ``OUT/{class_folder}/{instance:07d}.{ext}``, readable by
+  ``torchvision.datasets.ImageFolder`` with the dataset's own class indices. Class folders are
+  ``{class:0Wd}-{safe name}`` (W = max(3, digits of NC - 1)): the zero-padded prefix makes
+  ImageFolder's sorted folder order equal class order, and the name part is made a safe single
+  path component by :func:`safe_component`. Every class gets a folder, even one without
+  instances (ImageFolder then needs ``allow_empty=True``). ``classes.json`` maps each folder to
+  its class name as stored.
 - ``reference``: the reference INFER code's naming, ``OUT/new{class:03d}/class{class:03d}_id{id:03d}.{ext}``
   where ``id`` counts the instances of that class in instance order (group, then view).
 
 Both write ``labels.npy`` (float32, N x NC soft-label logits, rows in ``files.txt`` order, absent
 when the dataset has no soft labels), ``files.txt`` (one relative path per line) and
-``targets.txt`` (hard class per line). The tree is built in a hidden temporary folder and
-renamed into place only when complete.
+``targets.txt`` (hard class per line). The tree is built in a hidden temporary folder next to
+``OUT`` (``.infer-tmp-export-*``, removed on failure) and renamed into place only when complete;
+nothing is ever written outside it.
 """
 
 from __future__ import annotations
 
 import io
+import json
 import os
 import shutil
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,11 +34,14 @@ import numpy as np
 import torch
 
 from .dataset import InferDataset, verify_choice
+from .atomic import storage_errors
 from .errors import ConfigError
 
 LAYOUTS = ("imagefolder", "reference")
 IMAGE_FORMATS = ("png", "jpeg")
 EXTENSIONS = {"png": "png", "jpeg": "jpg"}
+UNSAFE_CHARS = frozenset('/\\:*?"<>|')  # path separators and characters Windows refuses in names
+MAX_NAME_BYTES = 100  # the name part of a class folder, in UTF-8 bytes (file systems allow 255)
 
 
 @dataclass
@@ -61,15 +72,35 @@ def encode_image(hwc: np.ndarray, image_format: str, quality: int = 75) -> bytes
     return buf.getvalue()
 
 
+def safe_component(name: str, max_bytes: int = MAX_NAME_BYTES) -> str:
+    """``name`` as text safe inside one path component: never a separator, never hidden.
+
+    Characters that are not printable (NUL, newlines, escapes) or are one of ``/ \\ : * ? " < > |``
+    become ``_``; leading and trailing spaces and dots are dropped; the result is cut to
+    ``max_bytes`` UTF-8 bytes. It may be empty (``""``, ``"."``, ``".."``), so callers prefix it.
+    """
+    text = "".join("_" if c in UNSAFE_CHARS or not c.isprintable() else c for c in name).strip(" .")
+    return text.encode("utf-8")[:max_bytes].decode("utf-8", errors="ignore").rstrip(" .")
+
+
+def class_folders(classes: list[str]) -> list[str]:
+    """Folder name of every class: ``{class:0Wd}-{safe name}``, or ``{class:0Wd}`` when nothing is left of the name.
+
+    W = max(3, digits of NC - 1), so sorting the names (as ImageFolder does) gives class order.
+    """
+    width = max(3, len(str(max(len(classes) - 1, 0))))
+    return [f"{c:0{width}d}-{safe}" if (safe := safe_component(name)) else f"{c:0{width}d}" for c, name in enumerate(classes)]
+
+
 def instance_paths(ds: InferDataset, layout: str, ext: str) -> list[str]:
     """Relative output path of every instance, in instance order."""
     targets = ds.targets
-    classes = ds.classes
+    folders = class_folders(ds.classes)
     seen: dict[int, int] = {}
     paths = []
     for i, c in enumerate(targets):
         if layout == "imagefolder":
-            paths.append(f"{classes[c]}/{i:07d}.{ext}")
+            paths.append(f"{folders[c]}/{i:07d}.{ext}")
         else:
             n = seen.get(c, 0)
             seen[c] = n + 1
@@ -106,11 +137,28 @@ def export_dataset(
         raise ConfigError(f"--out {out}: already exists and is not an empty folder; choose a new folder")
     ds = InferDataset(root, target="class", verify=verify)
     paths = instance_paths(ds, layout, EXTENSIONS[image_format])
-    tmp = out.parent / f".{out.name}.partial"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    for d in sorted({p.rsplit("/", 1)[0] for p in paths}):
-        (tmp / d).mkdir(parents=True, exist_ok=True)
+    with storage_errors(out, resume="then export again"):
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=".infer-tmp-export-", dir=out.parent))  # ours alone; removed on any failure
+        try:
+            image_bytes, label_bytes = _write_tree(ds, tmp, paths, layout, image_format, quality, batch_size, progress)
+            if out.exists():
+                out.rmdir()
+            os.replace(tmp, out)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+    return ExportSummary(out, len(paths), image_bytes, label_bytes)
+
+
+def _write_tree(ds: InferDataset, tmp: Path, paths: list[str], layout: str, image_format: str, quality: int,
+                batch_size: int, progress: Callable[[int], None] | None) -> tuple[int, int]:
+    """Write every image, the class folders and the label files under ``tmp``; (image bytes, label bytes)."""
+    folders = class_folders(ds.classes) if layout == "imagefolder" else sorted({p.rsplit("/", 1)[0] for p in paths})
+    for d in folders:
+        (tmp / d).mkdir()
+    if layout == "imagefolder":
+        (tmp / "classes.json").write_text(json.dumps(dict(zip(folders, ds.classes)), ensure_ascii=True, indent=1) + "\n")
     image_bytes = 0
     for start in range(0, len(ds), batch_size):
         idx = torch.arange(start, min(start + batch_size, len(ds)))
@@ -121,11 +169,7 @@ def export_dataset(
             image_bytes += len(data)
         if progress is not None:
             progress(len(idx))
-    label_bytes = _write_labels(ds, tmp, paths)
-    if out.exists():
-        out.rmdir()
-    os.replace(tmp, out)
-    return ExportSummary(out, len(paths), image_bytes, label_bytes)
+    return image_bytes, _write_labels(ds, tmp, paths)
 
 
 def _write_labels(ds: InferDataset, tmp: Path, paths: list[str]) -> int:
