@@ -15,7 +15,9 @@ with JPEG q90 bases, and G = 9 with PNG bases:
   ``batch_loader`` + ``RandomResizedCropFlip`` (the package's batched path), torchvision
   ``ImageFolder`` over a subset of the same instances exported as JPEG q90 files (PIL decode,
   ``RandomResizedCrop`` on the PIL image, flip, ``ToTensor``, ``Normalize``; same batch size,
-  same workers), and ``DeviceLoader`` on the CPU (adds MixUp; no workers, one thread);
+  same workers), and ``DeviceLoader`` on the CPU (adds MixUp; no workers, one thread); and the
+  same pair with uint8 output, for training that normalizes on the device:
+  ``RandomResizedCropFlip(dtype=torch.uint8)`` against ImageFolder ending in ``PILToTensor``;
 - CPU milliseconds per instance of each loader (user + system time of its main process and its
   workers over the timed batches): on a machine shared with other jobs the rates move with their
   load, while this cost does not.
@@ -32,7 +34,7 @@ Usage::
     python bench/imagenet_shape.py [--quick] [--json OUT] [--work DIR] [--workers 2] [--batch 256]
 
 ``--quick`` runs the same code on a tiny shape (K = 40, 96 px, G = 1, 2, 3) to check it.
-``--resume`` keeps the sets an interrupted run finished. Rates: the three loaders live in one
+``--resume`` keeps the sets an interrupted run finished. Rates: the five loaders live in one
 process and are timed in alternating rounds (3 rounds; 2 at G = 49, where the time goes to
 writing and decoding) of 6 batches each, after the batches a loader's workers prefetched while
 the others ran, and only once the previous loader's workers have gone idle; the median round
@@ -250,8 +252,9 @@ def child_open(root: str, cache: str) -> dict[str, Any]:
     return {"open_s": time.perf_counter() - start, "open_rss_mib": peak_rss_mib(), "instances": len(ds)}
 
 
-def _batched(root: str, cache: str, side: int) -> InferDataset:
-    return InferDataset(root, cache_dir=cache, batch_transform=RandomResizedCropFlip(side, mean=MEAN, std=STD))
+def _batched(root: str, cache: str, side: int, uint8: bool = False) -> InferDataset:
+    crop = RandomResizedCropFlip(side, dtype=torch.uint8) if uint8 else RandomResizedCropFlip(side, mean=MEAN, std=STD)
+    return InferDataset(root, cache_dir=cache, batch_transform=crop)
 
 
 def _worker_uss(loader: Any) -> list[float]:
@@ -261,12 +264,17 @@ def _worker_uss(loader: Any) -> list[float]:
     return [uss_mib(w.pid) for w in it._workers]
 
 
-def _folder_loader(folder: str, side: int, batch: int, workers: int) -> Any:
-    """torchvision ImageFolder with the same augmentation, as users write it (crop on the PIL image)."""
+def _folder_loader(folder: str, side: int, batch: int, workers: int, uint8: bool = False) -> Any:
+    """torchvision ImageFolder with the same augmentation, as users write it (crop on the PIL image).
+
+    ``uint8``: end with ``PILToTensor`` (uint8 batches, normalized later on the device) instead of
+    ``ToTensor`` + ``Normalize``.
+    """
     import torchvision
     from torchvision import transforms as T
 
-    tf = T.Compose([T.RandomResizedCrop(side), T.RandomHorizontalFlip(), T.ToTensor(), T.Normalize(MEAN, STD)])
+    tail = [T.PILToTensor()] if uint8 else [T.ToTensor(), T.Normalize(MEAN, STD)]
+    tf = T.Compose([T.RandomResizedCrop(side), T.RandomHorizontalFlip(), *tail])
     ds = torchvision.datasets.ImageFolder(folder, transform=tf)
     return torch.utils.data.DataLoader(ds, batch_size=batch, shuffle=True, num_workers=workers, persistent_workers=workers > 0,
                                        generator=torch.Generator().manual_seed(0))
@@ -280,7 +288,10 @@ def child_measure(root: str, cache: str, folder: str, side: int, batch: int, wor
     out: dict[str, Any] = {"decode_all_s": time.perf_counter() - start}
     batched = batch_loader(ds, batch, num_workers=workers, generator=torch.Generator().manual_seed(0), persistent_workers=True)
     out["worker_uss_mib"] = _worker_uss(batched)
+    batched_u8 = batch_loader(_batched(root, cache, side, uint8=True), batch, num_workers=workers,
+                              generator=torch.Generator().manual_seed(0), persistent_workers=True)
     rates = _Rates({"imagefolder": _folder_loader(folder, side, batch, workers), "batched": batched,
+                    "imagefolder_u8": _folder_loader(folder, side, batch, workers, uint8=True), "batched_u8": batched_u8,
                     "device_cpu": DeviceLoader(InferDataset(root, cache_dir=cache), batch_size=batch, normalize=True)})
     for _ in range(rounds):
         rates.round(TIMED_BATCHES, drain=2 * workers)
@@ -349,6 +360,8 @@ def measure_set(name: str, codec: str, groups: int, shape: Shape, tiles: torch.T
     res["timed"] = f"{rounds} rounds x {TIMED_BATCHES} batches per loader"
     res["ratios"] = {"batched_over_imagefolder": res["batched"] / res["imagefolder"],
                      "device_cpu_over_imagefolder": res["device_cpu"] / res["imagefolder"],
+                     "batched_u8_over_imagefolder_u8": res["batched_u8"] / res["imagefolder_u8"],
+                     "imagefolder_u8_cpu_over_batched_u8_cpu": res["imagefolder_u8_cpu_ms"] / res["batched_u8_cpu_ms"],
                      "imagefolder_cpu_over_batched_cpu": res["imagefolder_cpu_ms"] / res["batched_cpu_ms"],
                      "imagefolder_cpu_over_device_cpu": res["imagefolder_cpu_ms"] / res["device_cpu_cpu_ms"],
                      "reference_layout_over_stored": res["reference_layout"]["total"] / res["stored"]["total"]}
@@ -380,11 +393,17 @@ def table(results: dict[str, dict[str, Any]]) -> str:
         ("ImageFolder, JPEG q90 files, inst/s", lambda r: f"{r['imagefolder']:.0f}"),
         ("batch_loader + RandomResizedCropFlip, inst/s", lambda r: f"{r['batched']:.0f}"),
         ("  ratio to ImageFolder", lambda r: f"{r['ratios']['batched_over_imagefolder']:.2f}x"),
+        ("ImageFolder, uint8 output (PILToTensor), inst/s", lambda r: f"{r['imagefolder_u8']:.0f}"),
+        ("batch_loader + RandomResizedCropFlip(dtype=uint8), inst/s", lambda r: f"{r['batched_u8']:.0f}"),
+        ("  ratio to ImageFolder uint8", lambda r: f"{r['ratios']['batched_u8_over_imagefolder_u8']:.2f}x"),
         ("DeviceLoader on CPU (+ MixUp), inst/s", lambda r: f"{r['device_cpu']:.0f}"),
         ("  ratio to ImageFolder", lambda r: f"{r['ratios']['device_cpu_over_imagefolder']:.2f}x"),
         ("CPU ms per instance: ImageFolder", lambda r: f"{r['imagefolder_cpu_ms']:.2f}"),
         ("CPU ms per instance: batch_loader (ImageFolder / it)", lambda r: f"{r['batched_cpu_ms']:.2f} "
          f"({r['ratios']['imagefolder_cpu_over_batched_cpu']:.2f}x)"),
+        ("CPU ms per instance: ImageFolder uint8", lambda r: f"{r['imagefolder_u8_cpu_ms']:.2f}"),
+        ("CPU ms per instance: batch_loader uint8 (ImageFolder uint8 / it)", lambda r: f"{r['batched_u8_cpu_ms']:.2f} "
+         f"({r['ratios']['imagefolder_u8_cpu_over_batched_u8_cpu']:.2f}x)"),
         ("CPU ms per instance: DeviceLoader (ImageFolder / it)", lambda r: f"{r['device_cpu_cpu_ms']:.2f} "
          f"({r['ratios']['imagefolder_cpu_over_device_cpu']:.2f}x)"),
     ]

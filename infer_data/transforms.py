@@ -79,14 +79,19 @@ class RandomResizedCropFlip(_Seeded):
         seed: seed in the main process (workers use the DataLoader's per-worker seed).
         mean, std: (C,) normalize the output here, in the same pass (then build the dataset with
             ``normalize=False``); None leaves it in [0, 1].
+        dtype: ``torch.float32`` output, or ``torch.uint8`` (0..255, rounded; no ``mean``/``std``
+            and a dataset with ``normalize=False``): a quarter of the bytes from the workers to
+            the main process and the device; normalize there with :func:`normalize_uint8`.
 
     Raises:
-        ConfigError: an empty size, scale outside (0, 1], ratio <= 0, or p outside [0, 1].
+        ConfigError: an empty size, scale outside (0, 1], ratio <= 0, p outside [0, 1], or
+            uint8 output with mean/std.
     """
 
     def __init__(self, size: int | Sequence[int], scale: tuple[float, float] = (0.08, 1.0),
                  ratio: tuple[float, float] = (3 / 4, 4 / 3), p: float = 0.5, *, seed: int = 0,
-                 mean: Sequence[float] | torch.Tensor | None = None, std: Sequence[float] | torch.Tensor | None = None) -> None:
+                 mean: Sequence[float] | torch.Tensor | None = None, std: Sequence[float] | torch.Tensor | None = None,
+                 dtype: torch.dtype = torch.float32) -> None:
         super().__init__(seed)
         self.size = (int(size), int(size)) if isinstance(size, int) else (int(size[0]), int(size[1]))
         if min(self.size) < 1:
@@ -100,6 +105,10 @@ class RandomResizedCropFlip(_Seeded):
         self.scale, self.ratio, self.p = tuple(scale), tuple(ratio), p
         self.mean = None if mean is None else torch.as_tensor(mean, dtype=torch.float32)
         self.std = None if std is None else torch.as_tensor(std, dtype=torch.float32)
+        if dtype not in (torch.float32, torch.uint8) or (dtype == torch.uint8 and (mean is not None or std is not None)):
+            raise ConfigError(f"RandomResizedCropFlip dtype={dtype} needs torch.float32, or torch.uint8 without mean/std "
+                              "(normalize uint8 batches on the device with normalize_uint8)")
+        self.dtype = dtype
         self.scratch = Scratch()
 
     def _params(self, n: int, image: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -109,9 +118,10 @@ class RandomResizedCropFlip(_Seeded):
         return boxes, flip_mask(n, self.p, generator=g)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        """float (B, C, H, W) in [0, 1] -> float32 (B, C, H', W') (normalized when ``mean``/``std`` are set)."""
+        """float (B, C, H, W) in [0, 1] -> ``dtype`` (B, C, H', W') (normalized when ``mean``/``std`` are set)."""
         boxes, flip = self._params(x.shape[0], (x.shape[2], x.shape[3]))
-        return resized_crop(x, boxes, self.size, flip=flip, mean=self.mean, std=self.std, scratch=self.scratch)
+        return resized_crop(x, boxes, self.size, flip=flip, mean=self.mean, std=self.std, scratch=self.scratch,
+                            dtype=self.dtype)
 
     def from_factors(self, bases: torch.Tensor, base_idx: torch.Tensor, comps: torch.Tensor | None,
                      comp_idx: torch.Tensor) -> torch.Tensor:
@@ -124,13 +134,44 @@ class RandomResizedCropFlip(_Seeded):
             comp_idx: int64 (B,), -1 for the base alone.
 
         Returns:
-            float32 (B, C, H', W').
+            ``dtype`` (B, C, H', W').
         """
         boxes, flip = self._params(base_idx.shape[0], (bases.shape[2], bases.shape[3]))
         return resized_crop_factors(bases, base_idx, comps, comp_idx, boxes, self.size, flip=flip,
-                                    mean=self.mean, std=self.std, scratch=self.scratch)
+                                    mean=self.mean, std=self.std, scratch=self.scratch, dtype=self.dtype)
 
     def __repr__(self) -> str:
         norm = "" if self.mean is None and self.std is None else ", normalize=True"
+        norm += ", dtype=torch.uint8" if self.dtype == torch.uint8 else ""
         return (f"{type(self).__name__}(size={self.size}, scale={self.scale}, ratio={tuple(round(r, 4) for r in self.ratio)}, "
                 f"p={self.p}, seed={self.seed}{norm})")
+
+
+def normalize_uint8(x: torch.Tensor, mean: Sequence[float] | torch.Tensor, std: Sequence[float] | torch.Tensor,
+                    dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """``(x / 255 - mean) / std`` of a uint8 batch, computed on ``x``'s device in one fused multiply-add.
+
+    Meant for the device side of a loader that ships uint8 batches
+    (``RandomResizedCropFlip(dtype=torch.uint8)``): move the batch first
+    (``x.to("cuda", non_blocking=True)``), then normalize there.
+
+    Args:
+        x: uint8 (B, C, H, W) or (C, H, W).
+        mean, std: (C,) in [0, 1] units.
+        dtype: floating output dtype (e.g. ``torch.float16`` or ``torch.bfloat16`` for mixed precision).
+
+    Returns:
+        ``dtype`` tensor of ``x``'s shape.
+
+    Raises:
+        ConfigError: ``x`` not uint8, or mean/std not of C entries.
+    """
+    if x.dtype != torch.uint8 or x.dim() not in (3, 4):
+        raise ConfigError(f"normalize_uint8 needs a uint8 (B, C, H, W) or (C, H, W) tensor, got {x.dtype} {tuple(x.shape)}")
+    c = x.shape[-3]
+    m = torch.as_tensor(mean, dtype=torch.float32, device=x.device)
+    sd = torch.as_tensor(std, dtype=torch.float32, device=x.device)
+    if m.shape != (c,) or sd.shape != (c,):
+        raise ConfigError(f"normalize_uint8 mean and std need {c} entries (one per channel), got {tuple(m.shape)} and {tuple(sd.shape)}")
+    scale = (1 / (255 * sd)).view(c, 1, 1)
+    return torch.addcmul((-m / sd).view(c, 1, 1), x.to(torch.float32), scale).to(dtype)

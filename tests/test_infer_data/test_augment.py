@@ -236,3 +236,61 @@ def test_random_resized_crop_flip_errors() -> None:
         RandomResizedCropFlip(8, ratio=(0, 1))
     with pytest.raises(ConfigError, match=r"RandomResizedCropFlip p=2 must be in \[0, 1\]"):
         RandomResizedCropFlip(8, p=2)
+
+
+# -- uint8 output ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("c", "size", "m"), [(3, (20, 17), 2), (1, (40, 33), 0)])
+def test_uint8_resized_crop_is_the_float_crop_rounded(c: int, size: tuple[int, int], m: int) -> None:
+    bases, comps = _factors(c, 24, 31, m, torch.float16)
+    b = 24
+    bi = torch.randint(0, 6, (b,), generator=_gen(1))
+    ci = torch.randint(-1, comps.shape[0], (b,), generator=_gen(2)) if comps is not None else torch.full((b,), -1)
+    boxes, flip = aug.resized_crop_boxes(b, (24, 31), generator=_gen(3)), aug.flip_mask(b, generator=_gen(4))
+    want = aug.resized_crop_factors(bases, bi, comps, ci, boxes, size, flip=flip).mul(255)
+    got = aug.resized_crop_factors(bases, bi, comps, ci, boxes, size, flip=flip, dtype=torch.uint8)
+    assert got.dtype == torch.uint8 and got.shape == (b, c, *size)
+    diff = (got.float() - want).abs()
+    assert float(diff.max()) <= 0.5 + 1e-3  # nearest integer (ties may go either way)
+    ref = _composed(bases, comps, bi, ci)
+    assert torch.equal(aug.resized_crop(ref, boxes, size, flip=flip, dtype=torch.uint8), got)  # composed-batch path
+
+
+def test_uint8_full_box_is_the_composite_rounded() -> None:
+    bases, comps = _factors(3, 10, 14, 1, torch.float32)
+    bi, ci = torch.tensor([0, 5, 2]), torch.tensor([0, -1, 2])
+    boxes = torch.tensor([[0.0, 0.0, 10.0, 14.0]]).repeat(3, 1)
+    got = aug.resized_crop_factors(bases, bi, comps, ci, boxes, (10, 14), dtype=torch.uint8)
+    assert torch.equal(got, _composed(bases, comps, bi, ci).mul(255).round().to(torch.uint8))
+    assert torch.equal(got[1], bases[5])  # a base alone comes back exactly
+
+
+def test_normalize_uint8_matches_float_normalization() -> None:
+    from infer_data.transforms import normalize_uint8
+
+    x = torch.randint(0, 256, (4, 3, 5, 6), dtype=torch.uint8, generator=_gen(7))
+    mean, std = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
+    want = (x.float() / 255 - torch.tensor(mean).view(3, 1, 1)) / torch.tensor(std).view(3, 1, 1)
+    torch.testing.assert_close(normalize_uint8(x, mean, std), want)
+    half = normalize_uint8(x[0], mean, std, dtype=torch.float16)
+    assert half.dtype == torch.float16 and torch.allclose(half.float(), want[0], atol=2e-3)
+    with pytest.raises(ConfigError, match=r"normalize_uint8 needs a uint8 \(B, C, H, W\) or \(C, H, W\) tensor, got torch.float32"):
+        normalize_uint8(x.float(), mean, std)
+    with pytest.raises(ConfigError, match=r"normalize_uint8 mean and std need 3 entries \(one per channel\), got \(2,\)"):
+        normalize_uint8(x, mean[:2], std)
+
+
+def test_uint8_output_errors() -> None:
+    from infer_data.transforms import RandomResizedCropFlip
+
+    bases, comps = _factors(3, 10, 10, 1, torch.float32)
+    bi, ci, good = torch.tensor([0, 1]), torch.tensor([0, -1]), torch.tensor([[0.0, 0.0, 5.0, 5.0], [2.0, 2.0, 8.0, 8.0]])
+    with pytest.raises(ConfigError, match=r"dtype=torch.uint8 output cannot be normalized; normalize on the device"):
+        aug.resized_crop_factors(bases, bi, comps, ci, good, (8, 8), mean=torch.zeros(3), dtype=torch.uint8)
+    with pytest.raises(ConfigError, match=r"dtype=torch.float16 is not supported; use torch.float32 or torch.uint8"):
+        aug.resized_crop_factors(bases, bi, comps, ci, good, (8, 8), dtype=torch.float16)
+    with pytest.raises(ConfigError, match=r"out must be a contiguous uint8 tensor of shape \(2, 3, 8, 8\), got torch.float32"):
+        aug.resized_crop_factors(bases, bi, comps, ci, good, (8, 8), out=torch.empty(2, 3, 8, 8), dtype=torch.uint8)
+    with pytest.raises(ConfigError, match=r"RandomResizedCropFlip dtype=torch.uint8 needs torch.float32, or torch.uint8 without mean/std"):
+        RandomResizedCropFlip(8, mean=[0.5] * 3, std=[0.2] * 3, dtype=torch.uint8)

@@ -75,3 +75,15 @@ def test_errors(root: Path) -> None:
         batch_loader(ds, 4, num_workers=-1)
     with pytest.raises(ConfigError, match=r"batch_loader start_method='threads' is not valid; choose one of 'fork', 'spawn', 'forkserver'"):
         batch_loader(ds, 4, num_workers=2, start_method="threads")
+
+
+def test_uint8_batches_from_workers_are_the_rounded_instances(root: Path) -> None:
+    """uint8 batches travel through a worker's shared memory; a full-box crop without flips is the composite rounded."""
+    crop = RandomResizedCropFlip((12, 10), scale=(1.0, 1.0), ratio=(10 / 12, 10 / 12), p=0.0, seed=1, dtype=torch.uint8)
+    ds = InferDataset(root, batch_transform=crop)
+    loader = batch_loader(ds, 16, num_workers=1, shuffle=False)
+    plain = InferDataset(root)
+    for b, (x, y) in enumerate(loader):
+        want_x, want_y = plain.get_batch(torch.arange(b * 16, min(N, b * 16 + 16)))
+        assert x.dtype == torch.uint8 and torch.equal(y, want_y)
+        assert torch.equal(x, want_x.mul(255).round().to(torch.uint8))
