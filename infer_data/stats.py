@@ -20,7 +20,7 @@ import torch
 from .constants import INDEX_FILENAME
 from .dataset import InferDataset
 from .export import encode_image, to_uint8
-from .index import read_index
+from .index import DatasetIndex, read_index
 from .reader import check_shard_file, shard_path
 
 # name -> (train images, train bytes as the original distribution stores them)
@@ -126,14 +126,38 @@ def materialized_bytes(ds: InferDataset, *, max_exact: int = 20_000, sample: int
 
 def original_size(ds: InferDataset) -> dict[str, Any] | None:
     """Train images and bytes of the source dataset, when known (or recorded by the producer)."""
-    name = ds.index.dataset.name
+    return original_of(ds.index)
+
+
+def original_of(index: DatasetIndex) -> dict[str, Any] | None:
+    """``{"name", "images", "bytes"}`` of the source training set: a known dataset's, else the
+    producer's ``provenance.source_size``; None when neither is there."""
+    name = index.dataset.name
     if name in KNOWN_DATASETS:
         images, nbytes = KNOWN_DATASETS[name]
         return {"name": name, "images": images, "bytes": nbytes}
-    recorded = ds.index.provenance.get("source_size")
+    recorded = index.provenance.get("source_size")
     if isinstance(recorded, dict) and {"images", "bytes"} <= set(recorded):
         return {"name": name, "images": int(recorded["images"]), "bytes": int(recorded["bytes"])}
     return None
+
+
+PAPER_CONVENTION = ("ipc*K budget images / train images + ipc*K fp32 labels / train bytes; "
+                    "the (M+1)x instances' labels and compensator bytes are not charged")
+
+
+def paper_ratios(ipc: int, k: int, num_classes: int, train_images: int, train_bytes: int) -> dict[str, Any]:
+    """The INFER paper's compression ratio: ``ipc * K`` budget images over the train images, plus
+    one fp32 label of ``num_classes`` values per budget image over the train bytes (fractions, not %)."""
+    budget = ipc * k
+    images, labels = budget / train_images, budget * num_classes * 4 / train_bytes
+    return {"images": images, "labels": labels, "total": images + labels, "convention": PAPER_CONVENTION}
+
+
+def storage_ratios(stored_total: int, stored_images: int, original: dict[str, Any]) -> dict[str, float]:
+    """Stored bytes over the original train bytes and stored images over its train images (fractions)."""
+    return {"stored_bytes_over_original": stored_total / original["bytes"],
+            "stored_images_over_original": stored_images / original["images"]}
 
 
 def compute_stats(root: str | os.PathLike[str], *, verify: bool = True, max_exact: int = 20_000) -> Stats:
@@ -150,10 +174,6 @@ def compute_stats(root: str | os.PathLike[str], *, verify: bool = True, max_exac
     stored_images = ix.num_groups * (ix.method.k + ix.method.m)
     ratios = {"reference_layout_over_stored": mat.total / stored.total}
     if orig:
-        ratios |= {
-            "stored_bytes_over_original": stored.total / orig["bytes"],
-            "reference_bytes_over_original": mat.total / orig["bytes"],
-            "stored_images_over_original": stored_images / orig["images"],
-        }
+        ratios |= storage_ratios(stored.total, stored_images, orig) | {"reference_bytes_over_original": mat.total / orig["bytes"]}
     return Stats(ix.dataset.name, ix.num_groups, len(ds), ix.method.k, ix.method.m, ix.dataset.num_classes,
                  stored_images, ix.method.ipc, stored, mat, orig, ratios)

@@ -48,6 +48,7 @@ import numpy as np
 from infer_data.codecs import parse_codec
 from infer_data.constants import DEFAULT_ZSTD_LEVEL
 from infer_data.errors import ConfigError, InferError
+from infer_data.stats import paper_ratios
 from infer_data.writer import DEFAULT_CODECS
 
 from .budget import num_groups, stored_images
@@ -404,12 +405,8 @@ def reference_layout(src: SourceSize, s: Shape) -> dict[str, Any]:
 
 def ratios(src: SourceSize, s: Shape, ipc: int, chosen: Layout, reference: dict[str, Any]) -> dict[str, Any]:
     """The paper's convention (budget images + one fp32 label each), and byte ratios of the chosen layout."""
-    budget = ipc * s.k
-    images, labels = budget / src.images, budget * s.nc * 4 / src.train_bytes
     return {
-        "paper": {"images": images, "labels": labels, "total": images + labels,
-                  "convention": "ipc*K budget images / train images + ipc*K fp32 labels / train bytes; "
-                                "the (M+1)x instances' labels and compensator bytes are not charged"},
+        "paper": paper_ratios(ipc, s.k, s.nc, src.images, src.train_bytes),
         "stored_images_over_train_images": stored_images(s.g, s.k, s.m) / src.images,
         "chosen_bytes_over_train_bytes": chosen.ratio_to_train_bytes,
         "reference_over_chosen": reference["total"] / chosen.bytes["total"],
