@@ -37,7 +37,9 @@ from .reader import iter_groups as iter_groups
 from .record import GroupRecord as GroupRecord
 from .writer import ShardWriter as ShardWriter
 from .stream import InferStreamDataset as InferStreamDataset
-from .stream import expand_groups as expand_groups
+from .wds import decode_topk as decode_topk
+from .wds import expand_groups as expand_groups
+from .wds import group_pipeline as group_pipeline
 from .shardstream import StreamError as StreamError
 
 __all__ = [
@@ -48,4 +50,4 @@ __all__ = [
     "create_codec", "iter_groups", "list_codecs", "mixup_batch", "read_index",
     "batch_loader",
 ]
-__all__ += ["InferStreamDataset", "StreamError", "expand_groups"]
+__all__ += ["InferStreamDataset", "StreamError", "decode_topk", "expand_groups", "group_pipeline"]

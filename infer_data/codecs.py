@@ -312,13 +312,34 @@ class LabelTopK(_NpyCodec):
         rows, nc = shape
         kk, s = self._kk(nc), self._suffix()
         packed = self._read(members, (rows, 2 * kk + 1), where, np.uint16)
-        vals = packed[:, :kk].view(np.float16)  # (R, k')
-        idx = packed[:, kk : 2 * kk].astype(np.int64)  # (R, k')
-        if idx.size and int(idx.max()) >= nc:
-            raise FormatError(f"{where} member '{s}': label index {int(idx.max())} out of range for {nc} classes")
-        out = np.repeat(packed[:, 2 * kk :].view(np.float16), nc, axis=1)  # (R, NC)
-        np.put_along_axis(out, idx, vals, axis=1)
-        return out
+        return decode_topk(packed, nc, where=f"{where} member '{s}'")
+
+
+def decode_topk(packed: np.ndarray, num_classes: int, *, where: str = "label_topk") -> np.ndarray:
+    """Dense logits from a ``label_topk`` array (format section 3.1, labels codec ``topk``).
+
+    Args:
+        packed: uint16 (R, 2k' + 1): per row the float16 bit patterns of the k' kept logits, their
+            class indices, and the float16 bit pattern of the mean of the other logits.
+        num_classes: NC, the width of the dense rows.
+
+    Returns:
+        float16 (R, NC): every row filled with its mean, the kept logits at their indices.
+
+    Raises:
+        FormatError: another dtype or width, or a class index >= NC.
+    """
+    packed = np.asarray(packed)
+    if packed.dtype != np.uint16 or packed.ndim != 2 or packed.shape[1] % 2 != 1:
+        raise FormatError(f"{where}: holds {packed.dtype} {packed.shape}, expected uint16 (rows, 2k + 1) top-k labels")
+    kk = packed.shape[1] // 2
+    vals = packed[:, :kk].view(np.float16)  # (R, k')
+    idx = packed[:, kk : 2 * kk].astype(np.int64)  # (R, k')
+    if idx.size and int(idx.max()) >= num_classes:
+        raise FormatError(f"{where}: label index {int(idx.max())} out of range for {num_classes} classes")
+    out = np.repeat(np.ascontiguousarray(packed[:, 2 * kk :]).view(np.float16), num_classes, axis=1)  # (R, NC)
+    np.put_along_axis(out, idx, vals, axis=1)
+    return out
 
 
 @CODECS.register("labels/none")

@@ -25,7 +25,8 @@ different ones in each epoch when shards are shuffled. With ``resampled=True`` s
 with replacement (``webdataset.ResampledShards``) and every reader yields
 ``epoch_instances // S`` instances per epoch.
 
-:func:`expand_groups` is the same expansion as a stage for a plain ``webdataset.WebDataset``.
+:func:`infer_data.wds.expand_groups` (re-exported here) is the same expansion as a stage for a plain
+``webdataset.WebDataset``.
 """
 
 from __future__ import annotations
@@ -47,7 +48,8 @@ from .index import DatasetIndex, ShardEntry
 from .reader import GroupSchema
 from .remote import cache_key
 from .shardstream import Location, checked_stream, locate_shard, read_index_at
-from .streamstages import Composer, ExpandGroups, GroupTensors, decode_sample, expand_groups, shard_groups
+from .streamstages import Composer, GroupTensors, decode_sample, shard_groups
+from .wds import ExpandGroups, expand_groups
 
 __all__ = ["Composer", "ExpandGroups", "InferStreamDataset", "decode_sample", "expand_groups", "reader_plan"]
 

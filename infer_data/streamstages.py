@@ -3,16 +3,15 @@ and plain webdataset pipelines.
 
 ``tar_members`` -> webdataset's ``group_by_keys`` -> ``decode_sample`` (inside ``shard_groups``)
 turn one checked shard stream into decoded groups; :class:`Composer` turns ``(group, row)`` into
-``(image, target)`` exactly as :class:`infer_data.InferDataset` does; :class:`ExpandGroups` is the
-stage for ``wds.WebDataset(...).compose(expand_groups(index))``.
+``(image, target)`` exactly as :class:`infer_data.InferDataset` does (the public stage
+:func:`infer_data.wds.expand_groups` uses it in plain webdataset pipelines).
 """
 
 from __future__ import annotations
 
-import os
 import re
 import tarfile
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,7 +23,7 @@ from .errors import ConfigError, FormatError
 from .index import DatasetIndex
 from .reader import GroupSchema, decode_group
 from .record import GroupRecord
-from .shardstream import CheckedStream, Location, read_index_at
+from .shardstream import CheckedStream
 
 TARGETS = ("soft", "class")
 KEY_RE = re.compile(r"g(\d{6,})")
@@ -179,34 +178,3 @@ class Composer:
         else:
             t = int(grp.class_ids[slot])
         return x, (self.target_transform(t) if self.target_transform is not None else t)
-
-
-class ExpandGroups:
-    """A webdataset pipeline stage: group samples in, ``(image, target)`` instances out, in instance order.
-
-    Use in a plain ``webdataset.WebDataset`` pipeline::
-
-        ds = wds.WebDataset(urls, shardshuffle=False).compose(expand_groups(index))
-
-    Members are bounded by the index before decoding (webdataset has read them already).
-    """
-
-    def __init__(self, index: DatasetIndex, **composer_kw: Any) -> None:
-        self.index = index
-        self.composer = Composer(index, **composer_kw)
-
-    def __call__(self, samples: Iterable[dict[str, Any]]) -> Iterator[tuple[torch.Tensor, Any]]:
-        schema = GroupSchema(self.index)
-        rows = self.index.method.k * (self.index.method.m + 1)
-        for sample in samples:
-            grp = GroupTensors.of(decode_sample(sample, schema)[1])
-            for r in range(rows):
-                yield self.composer((grp, r))
-
-
-def expand_groups(index: DatasetIndex | str | os.PathLike[str], **composer_kw: Any) -> ExpandGroups:
-    """:class:`ExpandGroups` for ``index`` (a parsed index, or a folder / URL / pipe: prefix to read
-    it from); keywords as :class:`Composer` (``target``, ``normalize``, ``transform``, ``target_transform``)."""
-    if not isinstance(index, DatasetIndex):
-        index = read_index_at(Location.of(index))[0]
-    return ExpandGroups(index, **composer_kw)
