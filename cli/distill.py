@@ -46,6 +46,8 @@ logger = logging.getLogger(__name__)
 @click.option("--no-compensators", is_flag=True, help="M=0: random real images with static labels (the baseline).")
 @click.option("--device", default="auto", show_default=True, help="cpu, cuda, cuda:N; auto = cuda when available.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
+@click.option("--name", "card_name", default=None, help="Name of the published set, for its README.md card. [default: DATASET-ipcN]")
+@click.option("--license", "card_license", default=None, help="Licence of the published set (e.g. CC-BY-4.0), for its card. [default: not stated]")
 def distill(dataset: str | None, ipc: int, teachers: tuple[str, ...], out: str, preset: str | None, iterations: int | None,
             lr: float | None, r_bn: float | None, no_compensators: bool, device: str, no_progress: bool,
             **overrides: object) -> None:

@@ -25,6 +25,12 @@ CARD_FILENAME = "README.md"
 NO_LICENSE = "not stated (ask the publisher; producers set it with `infer distill --license` or `infer import --license`)"
 
 
+def card_provenance(name: str = "", license: str = "") -> dict[str, Any]:
+    """``{"card": {...}}`` for a producer's provenance, holding the fields that are set (``{}`` if none)."""
+    meta = {k: v for k, v in (("name", name), ("license", license)) if v}
+    return {"card": meta} if meta else {}
+
+
 def card_meta(index: DatasetIndex) -> dict[str, str]:
     """``{"name", "license"}`` from ``provenance.card``, with defaults when absent or mistyped."""
     meta = index.provenance.get("card")

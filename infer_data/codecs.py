@@ -10,6 +10,7 @@ compressed per member (``.npy.zst``). There is no pickle codec.
 from __future__ import annotations
 
 import io
+import math
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
 
@@ -144,23 +145,59 @@ def decompress_bounded(data: bytes, bound: int, where: str) -> bytes:
 def decode_npy(data: bytes, *, compressed: bool, dtype: Any, shape: tuple[int, ...], where: str) -> np.ndarray:
     """Bytes of a ``.npy`` (or ``.npy.zst``) member -> array of exactly ``dtype`` and ``shape``.
 
+    The header is parsed and compared with the declared dtype and shape before any array is
+    allocated; the payload must be exactly the declared number of bytes. Nothing else numpy can
+    load (``.npz`` archives, pickles, Fortran order) is accepted.
+
     Raises:
-        CodecError: corrupt or oversized data.
+        CodecError: corrupt or oversized data, or not a plain ``.npy`` array.
         FormatError: a dtype or shape other than declared.
     """
-    bound = int(np.prod(shape)) * np.dtype(dtype).itemsize + NPY_HEADER_ALLOWANCE
+    want = np.dtype(dtype)
+    payload = math.prod(shape) * want.itemsize
+    bound = payload + NPY_HEADER_ALLOWANCE
     if compressed:
         data = decompress_bounded(data, bound, where)
     elif len(data) > bound:
         raise CodecError(f"{where}: {len(data)} bytes, more than the {bound} its declared shape allows")
+    got_shape, fortran, got_dtype, offset = _npy_header(data, where)
+    if got_dtype != want or got_shape != tuple(shape) or any(type(n) is not int for n in got_shape):
+        raise FormatError(f"{where}: holds {got_dtype} {got_shape} but the index declares {want.name} {tuple(shape)}")
+    if fortran and len(shape) > 1:
+        raise CodecError(f"{where}: a Fortran-ordered .npy array; the shard was not written by infer-data")
+    if len(data) - offset != payload:
+        raise CodecError(f"{where}: {len(data) - offset} bytes of array data, the declared shape needs {payload}; re-download the shard")
+    return np.frombuffer(data, dtype=want, count=math.prod(shape), offset=offset).reshape(shape).copy()
+
+
+def _npy_header(data: bytes, where: str) -> tuple[tuple[Any, ...], bool, np.dtype[Any], int]:
+    """``(shape, fortran_order, dtype, data offset)`` from a ``.npy`` header (versions 1.0 to 3.0).
+
+    Raises:
+        CodecError: not a ``.npy`` header, or one describing an object or structured dtype.
+    """
+    fh = io.BytesIO(data)
     try:
-        arr = np.load(io.BytesIO(data), allow_pickle=False)
-    except (ValueError, OSError, EOFError) as exc:
-        raise CodecError(f"{where}: not a valid .npy array ({exc}); re-download the shard") from exc
-    if arr.dtype != np.dtype(dtype) or tuple(arr.shape) != tuple(shape):
-        raise FormatError(
-            f"{where}: holds {arr.dtype} {tuple(arr.shape)} but the index declares {np.dtype(dtype).name} {tuple(shape)}"
-        )
+        version = np.lib.format.read_magic(fh)
+        read = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}.get(version)
+        if read is None:
+            raise ValueError(f"unsupported .npy version {version}")
+        shape, fortran, dtype = read(fh, max_header_size=NPY_HEADER_ALLOWANCE)
+    except (ValueError, OSError, EOFError, SyntaxError, TypeError) as exc:
+        raise CodecError(f"{where}: not a valid .npy array ({' '.join(str(exc).split())[:160]}); re-download the shard") from None
+    if dtype.hasobject or dtype.fields is not None or dtype.subdtype is not None:
+        raise CodecError(f"{where}: a .npy array of dtype {dtype}, which infer-data never writes; refusing it")
+    return tuple(shape), bool(fortran), dtype, fh.tell()
+
+
+def check_finite(arr: np.ndarray, where: str) -> np.ndarray:
+    """``arr`` unchanged if every value is finite.
+
+    Raises:
+        FormatError: a NaN or infinite value, naming ``where``.
+    """
+    if arr.size and not np.isfinite(arr).all():
+        raise FormatError(f"{where}: holds NaN or infinite values; the shard is corrupt, re-download or rewrite it")
     return arr
 
 
@@ -207,7 +244,8 @@ class _ArrayCodec(_NpyCodec):
         return {self._suffix(): encode_npy(arr.astype(self.dtype, copy=False), self.zstd_level)}
 
     def decode(self, members: Members, shape: tuple[int, ...], where: str) -> np.ndarray:
-        return self._read(members, shape, where, self.dtype)
+        arr = self._read(members, shape, where, self.dtype)
+        return check_finite(arr, f"{where} member '{self._suffix()}'") if arr.dtype.kind == "f" else arr
 
 
 # --- base images ----------------------------------------------------------------------------
@@ -256,6 +294,8 @@ class CompInt8(_NpyCodec):
         q = self._read(members, shape, where, np.int8)
         scale = decode_npy(_take(members, "comp_scale.npy", where), compressed=False, dtype=np.float32,
                            shape=(shape[0],), where=f"{where} member 'comp_scale.npy'")
+        if not (np.isfinite(scale) & (scale >= 0)).all():
+            raise FormatError(f"{where} member 'comp_scale.npy': scales must be finite and >= 0; the shard is corrupt, re-download or rewrite it")
         return (q.astype(np.float32) * scale.reshape(-1, *([1] * (len(shape) - 1)))).astype(np.float32)
 
 
@@ -312,7 +352,7 @@ class LabelTopK(_NpyCodec):
         rows, nc = shape
         kk, s = self._kk(nc), self._suffix()
         packed = self._read(members, (rows, 2 * kk + 1), where, np.uint16)
-        return decode_topk(packed, nc, where=f"{where} member '{s}'")
+        return check_finite(decode_topk(packed, nc, where=f"{where} member '{s}'"), f"{where} member '{s}'")
 
 
 def decode_topk(packed: np.ndarray, num_classes: int, *, where: str = "label_topk") -> np.ndarray:

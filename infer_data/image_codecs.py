@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import io
 import os
-import threading
+import struct
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
@@ -25,11 +25,11 @@ import numpy as np
 from .codecs import CODECS, Members, _take
 from .constants import STACK_ROWS
 from .errors import CodecError, FormatError
+from .imageheaders import check_image_header
 
 T = TypeVar("T")
 R = TypeVar("R")
 MAX_CODEC_THREADS = 8  # threads per group encode/decode, at most one per member
-_PIXEL_LIMIT_LOCK = threading.Lock()
 
 
 def parallel_map(fn: Callable[[T], R], items: Sequence[T]) -> list[R]:
@@ -167,33 +167,60 @@ class _ImageCodec:
         return out
 
     def _load(self, data: bytes, chw: tuple[int, int, int], where: str) -> np.ndarray:
-        return decode_image(data, chw, where)
+        return decode_image(data, chw, where, self.ext)
 
 
-def decode_image(data: bytes, chw: tuple[int, ...], where: str) -> np.ndarray:
-    """PNG/JPEG/WebP bytes -> uint8 C x H x W, checking the size in the header before decoding.
+def decode_image(data: bytes, chw: tuple[int, ...], where: str, ext: str = "png") -> np.ndarray:
+    """PNG/JPEG/WebP bytes (format ``ext``: ``png``, ``jpg``, ``webp``) -> uint8 C x H x W.
+
+    The format (magic bytes), size and channels in the header are checked against ``chw`` before
+    Pillow sees the bytes (:func:`infer_data.imageheaders.check_image_header`); the bytes are then
+    opened with that format's own Pillow class only, so no other decoder is ever tried and no
+    process-global Pillow limit is read or changed.
 
     Raises:
-        CodecError: undecodable bytes.
+        CodecError: bytes of another format, or undecodable.
         FormatError: an image of another size or channel count than declared.
     """
-    from PIL import Image, UnidentifiedImageError
-
     c, h, w = chw
-    with _PIXEL_LIMIT_LOCK:  # members decode in threads; the limit only ever grows
-        if Image.MAX_IMAGE_PIXELS is not None and h * w >= Image.MAX_IMAGE_PIXELS:
-            Image.MAX_IMAGE_PIXELS = h * w + 1  # the declared size is the bound; checked below
+    check_image_header(data, ext, (c, h, w), where)
     try:
-        with Image.open(io.BytesIO(data)) as pil:
+        with _IMAGE_CLASSES[ext]()(io.BytesIO(data)) as pil:
             if pil.size != (w, h):
                 raise FormatError(f"{where}: image is {pil.size[0]}x{pil.size[1]}, the index declares {w}x{h}")
             want = "L" if c == 1 else "RGB"
             if pil.mode != want:
                 raise FormatError(f"{where}: image mode {pil.mode}, expected {want} for C={c}")
             hwc = np.asarray(pil, dtype=np.uint8)
-    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
-        raise CodecError(f"{where}: cannot decode image ({exc}); re-download the shard") from exc
+    except (OSError, SyntaxError, ValueError, EOFError, struct.error, IndexError, TypeError, ZeroDivisionError) as exc:
+        if isinstance(exc, FormatError):
+            raise
+        raise CodecError(f"{where}: cannot decode image ({' '.join(str(exc).split())[:160] or type(exc).__name__}); "
+                         "re-download the shard") from None
+    if hwc.shape != ((h, w) if c == 1 else (h, w, c)):
+        raise FormatError(f"{where}: decoded to shape {hwc.shape}, the index declares {c}x{h}x{w}")
     return hwc[None] if c == 1 else hwc.transpose(2, 0, 1)
+
+
+def _png_class() -> Any:
+    from PIL import PngImagePlugin
+
+    return PngImagePlugin.PngImageFile
+
+
+def _jpeg_class() -> Any:
+    from PIL import JpegImagePlugin
+
+    return JpegImagePlugin.JpegImageFile
+
+
+def _webp_class() -> Any:
+    from PIL import WebPImagePlugin
+
+    return WebPImagePlugin.WebPImageFile
+
+
+_IMAGE_CLASSES: dict[str, Callable[[], Any]] = {"png": _png_class, "jpg": _jpeg_class, "webp": _webp_class}
 
 
 def _pil(hwc: np.ndarray) -> Any:
@@ -283,8 +310,8 @@ class BaseWebp(_ImageCodec):
 
     def _load(self, data: bytes, chw: tuple[int, int, int], where: str) -> np.ndarray:
         if chw[0] == 1:
-            return decode_image(data, (3, *chw[1:]), where)[:1]
-        return decode_image(data, chw, where)
+            return decode_image(data, (3, *chw[1:]), where, self.ext)[:1]
+        return decode_image(data, chw, where, self.ext)
 
 
 def _stack_spec(codec: _ImageCodec) -> dict[str, Any]:

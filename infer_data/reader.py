@@ -7,8 +7,9 @@ names the shard and the member. ``check_shard_file`` compares size and sha256 wi
 
 from __future__ import annotations
 
-import json
+import hashlib
 import os
+import stat
 import tarfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -19,12 +20,13 @@ import numpy as np
 
 from .codecs import FieldCodec, Members, create_codec
 from .constants import GROUP_KEY, META_MAX_BYTES_BASE, META_MAX_BYTES_PER_CLASS
-from .errors import DatasetNotFoundError, FormatError, IntegrityError
+from .errors import DatasetNotFoundError, FormatError, IntegrityError, quote
 from .index import DatasetIndex, ShardEntry
+from .limits import load_json
 from .record import GroupRecord
-from .writer import sha256_file
 
 T = TypeVar("T")
+HASH_CHUNK = 1 << 20
 MemberRef = tuple[int, int]  # (offset of the member's data in the shard, size in bytes)
 
 
@@ -68,24 +70,65 @@ def shard_path(root: str | os.PathLike[str], entry: ShardEntry) -> Path:
     return Path(root) / entry.name
 
 
+def open_shard(path: Path, entry: ShardEntry) -> IO[bytes]:
+    """Open a shard for reading: it must be a regular file (after symlinks) of exactly the declared size.
+
+    Every later check and read of the shard uses this one open file, so the bytes that are hashed
+    are the bytes that are parsed even if the name is replaced meanwhile.
+
+    Raises:
+        DatasetNotFoundError: the shard is missing or cannot be opened.
+        FormatError: it is not a regular file (a device, FIFO or folder).
+        IntegrityError: its size differs from the index.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))  # a FIFO must not block the open
+    except FileNotFoundError:
+        raise DatasetNotFoundError(f"{path}: shard listed in index.json is missing; re-download it or rewrite the dataset") from None
+    except OSError as exc:
+        raise DatasetNotFoundError(f"{path}: cannot open the shard ({exc.strerror}); check the file and its permissions") from None
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode) or st.st_size != entry.bytes:
+        os.close(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise FormatError(f"{path}: not a regular file; a shard must be a plain file, re-download it")
+        raise IntegrityError(
+            f"{path}: {st.st_size} bytes but index.json declares {entry.bytes}; the shard is truncated or rewritten, re-download it"
+        )
+    os.set_blocking(fd, True)
+    return os.fdopen(fd, "rb")
+
+
+def hash_shard(f: IO[bytes], path: Path, entry: ShardEntry) -> None:
+    """Hash exactly the declared bytes of the open shard ``f`` and compare with the index.
+
+    Raises:
+        IntegrityError: the file changed size or its sha256 differs from the index.
+    """
+    sha, offset, fd = hashlib.sha256(), 0, f.fileno()
+    while offset < entry.bytes:
+        block = os.pread(fd, min(HASH_CHUNK, entry.bytes - offset), offset)
+        if not block:
+            break
+        sha.update(block)
+        offset += len(block)
+    if offset != entry.bytes or os.pread(fd, 1, entry.bytes):
+        raise IntegrityError(f"{path}: changed size while being read; re-download it and do not rewrite shards in use")
+    if sha.hexdigest() != entry.sha256:
+        raise checksum_error(path, sha.hexdigest(), entry)
+
+
 def check_shard_file(path: Path, entry: ShardEntry, *, verify: bool = True) -> None:
     """Compare a shard file's size, and its sha256 when ``verify``, with the index.
 
     Raises:
         DatasetNotFoundError: the shard is missing.
+        FormatError: not a regular file.
         IntegrityError: the size or checksum differ (truncated, corrupt or rewritten).
     """
-    if not path.is_file():
-        raise DatasetNotFoundError(f"{path}: shard listed in index.json is missing; re-download it or rewrite the dataset")
-    size = path.stat().st_size
-    if size != entry.bytes:
-        raise IntegrityError(
-            f"{path}: {size} bytes but index.json declares {entry.bytes}; the shard is truncated or rewritten, re-download it"
-        )
-    if verify:
-        got = sha256_file(path)
-        if got != entry.sha256:
-            raise checksum_error(path, got, entry)
+    with open_shard(path, entry) as f:
+        if verify:
+            hash_shard(f, path, entry)
 
 
 def checksum_error(path: Path, got: str, entry: ShardEntry) -> IntegrityError:
@@ -93,35 +136,82 @@ def checksum_error(path: Path, got: str, entry: ShardEntry) -> IntegrityError:
     return IntegrityError(f"{path}: sha256 {got[:12]}... does not match index.json ({entry.sha256[:12]}...); the file is corrupt, re-download it")
 
 
-def _tar_entries(path: Path, schema: GroupSchema, fileobj: IO[bytes] | None = None) -> Iterator[tuple[tarfile.TarFile, tarfile.TarInfo, str, str]]:
+class BoundedReader:
+    """A read-only file wrapper that hands out at most ``budget`` bytes until :meth:`renew`.
+
+    The tar module reads a GNU long-name or pax header whole, of whatever size the header claims;
+    behind this wrapper such a header larger than the budget is refused instead of read. Seeks
+    (over member data) cost nothing.
+    """
+
+    def __init__(self, raw: IO[bytes], budget: int, where: str) -> None:
+        self.raw, self.budget, self.left, self.where = raw, budget, budget, where
+
+    def renew(self, extra: int = 0) -> None:
+        """Allow ``budget + extra`` more bytes (call once per member)."""
+        self.left = self.budget + extra
+
+    def read(self, n: int | None = -1) -> bytes:
+        """Up to ``n`` bytes.
+
+        Raises:
+            FormatError: more bytes asked for than the budget allows.
+        """
+        want = self.left + 1 if n is None or n < 0 else n
+        if want > self.left:
+            raise FormatError(f"{self.where}: a tar header or member needs more than the {self.budget} bytes any member of this "
+                              "dataset may take; the shard is corrupt or hostile")
+        data = self.raw.read(want)
+        self.left -= len(data)
+        return data
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        """Forwarded to the wrapped file."""
+        return self.raw.seek(offset, whence)
+
+    def tell(self) -> int:
+        """Forwarded to the wrapped file."""
+        return self.raw.tell()
+
+
+def header_budget(schema: GroupSchema) -> int:
+    """Bytes a reader may read for one member's headers: the largest member bound plus 64 KiB."""
+    return max(schema.bounds.values(), default=0) + 65536
+
+
+def _tar_entries(path: Path, schema: GroupSchema, fileobj: IO[bytes]) -> Iterator[tuple[tarfile.TarFile, tarfile.TarInfo, str, str]]:
     """Yield ``(tar, info, key, suffix)`` for every member header of a shard, bounded by the schema.
 
-    From ``path`` only headers are read (the tar module seeks over member data); from a
-    ``fileobj`` the shard is read once, front to back, as a stream.
+    A seekable ``fileobj`` is read headers only (the tar module seeks over member data); a stream
+    (``seekable()`` false or absent) is read once, front to back.
 
     Raises:
-        FormatError: not a tar, a non-file member, a name outside the schema, an oversized member.
+        FormatError: not a tar, a non-file member, a name outside the schema, an oversized member
+            or header.
     """
+    bounded = BoundedReader(fileobj, header_budget(schema), str(path))
+    seekable = getattr(fileobj, "seekable", lambda: False)()
     try:
-        with (tarfile.open(path, mode="r:") if fileobj is None else tarfile.open(fileobj=fileobj, mode="r|")) as tar:
+        with tarfile.open(fileobj=bounded, mode="r:" if seekable else "r|") as tar:  # type: ignore[call-overload]
             for info in tar:
                 key, _, suffix = info.name.partition(".")
-                where = f"{path} member '{info.name}'"
+                where = f"{path} member {quote(info.name)}"
                 if not info.isfile():
                     raise FormatError(f"{where}: not a regular file; the shard was not written by infer-data")
                 if suffix not in schema.bounds:
                     raise FormatError(f"{where}: unexpected member for codecs {schema.index.codecs}; the shard does not match index.json")
                 if info.size > schema.bounds[suffix]:
                     raise FormatError(f"{where}: {info.size} bytes exceeds the {schema.bounds[suffix]} its declared shape allows")
+                bounded.renew(info.size)
                 yield tar, info, key, suffix
+                bounded.renew()
     except tarfile.TarError as exc:
-        raise FormatError(f"{path}: not a readable tar file ({exc}); re-download the shard") from exc
+        raise FormatError(f"{path}: not a readable tar file ({' '.join(str(exc).split())[:160]}); re-download the shard") from None
 
 
-def iter_members(path: Path, schema: GroupSchema, fileobj: IO[bytes] | None = None) -> Iterator[tuple[str, str, bytes]]:
-    """Yield ``(key, suffix, data)`` for every member of a tar shard, bounded by the schema.
-
-    With ``fileobj`` the shard's bytes come from it, read once as a stream (``path`` names it).
+def iter_members(path: Path, schema: GroupSchema, fileobj: IO[bytes]) -> Iterator[tuple[str, str, bytes]]:
+    """Yield ``(key, suffix, data)`` for every member of a tar shard read from ``fileobj`` as a
+    stream, once, front to back (``path`` names it in messages), bounded by the schema.
 
     Raises:
         FormatError: not a tar, a non-file member, a name outside the schema, an oversized or
@@ -131,16 +221,16 @@ def iter_members(path: Path, schema: GroupSchema, fileobj: IO[bytes] | None = No
         f = tar.extractfile(info)
         data = f.read() if f is not None else b""
         if len(data) != info.size:
-            raise FormatError(f"{path} member '{info.name}': truncated member; re-download the shard")
+            raise FormatError(f"{path} member {quote(info.name)}: truncated member; re-download the shard")
         yield key, suffix, data
 
 
-def iter_member_refs(path: Path, schema: GroupSchema) -> Iterator[tuple[str, str, MemberRef]]:
-    """Yield ``(key, suffix, (offset, size))`` for every member, reading headers only.
+def iter_member_refs(path: Path, schema: GroupSchema, fileobj: IO[bytes]) -> Iterator[tuple[str, str, MemberRef]]:
+    """Yield ``(key, suffix, (offset, size))`` for every member of the seekable ``fileobj``, reading headers only.
 
     ``offset`` is the byte position of the member's data in the shard file.
     """
-    for _, info, key, suffix in _tar_entries(path, schema):
+    for _, info, key, suffix in _tar_entries(path, schema, fileobj):
         yield key, suffix, (info.offset_data, info.size)
 
 
@@ -152,7 +242,6 @@ def _grouped(items: Iterator[tuple[str, str, T]], path: Path, entry: ShardEntry,
             differs from the index.
     """
     want = sorted(schema.bounds) if schema.has_labels else sorted(s for s in schema.bounds if not s.startswith("label"))
-    expected = [GROUP_KEY.format(entry.first_group + i) for i in range(entry.groups)]
     current: str | None = None
     members: dict[str, T] = {}
     n = 0
@@ -168,11 +257,12 @@ def _grouped(items: Iterator[tuple[str, str, T]], path: Path, entry: ShardEntry,
             if current is not None:
                 yield finish()
                 n += 1
-            if n >= len(expected) or key != expected[n]:
-                raise FormatError(f"{path}: found group key '{key}' where index.json expects '{expected[n] if n < len(expected) else 'end of shard'}'")
+            expected = GROUP_KEY.format(entry.first_group + n) if n < entry.groups else "end of shard"
+            if key != expected:
+                raise FormatError(f"{path}: found group key {quote(key)} where index.json expects '{expected}'")
             current, members = key, {}
         if suffix in members:
-            raise FormatError(f"{path}: member '{key}.{suffix}' appears twice")
+            raise FormatError(f"{path}: member {quote(key + '.' + suffix)} appears twice")
         members[suffix] = value
     if current is not None:
         yield finish()
@@ -181,10 +271,9 @@ def _grouped(items: Iterator[tuple[str, str, T]], path: Path, entry: ShardEntry,
         raise FormatError(f"{path}: holds {n} groups but index.json declares {entry.groups}; the shard is truncated or rewritten")
 
 
-def group_members(path: Path, entry: ShardEntry, schema: GroupSchema, fileobj: IO[bytes] | None = None) -> Iterator[tuple[int, Members]]:
-    """Group consecutive members into ``(global group number, {suffix: bytes})``, in order.
-
-    With ``fileobj`` the shard is read from it as a stream (see :func:`iter_members`).
+def group_members(path: Path, entry: ShardEntry, schema: GroupSchema, fileobj: IO[bytes]) -> Iterator[tuple[int, Members]]:
+    """Group consecutive members into ``(global group number, {suffix: bytes})``, in order, reading
+    ``fileobj`` once as a stream (see :func:`iter_members`).
 
     Raises:
         FormatError: keys out of order, a group with missing members, or a group count that
@@ -193,29 +282,27 @@ def group_members(path: Path, entry: ShardEntry, schema: GroupSchema, fileobj: I
     yield from _grouped(iter_members(path, schema, fileobj), path, entry, schema)
 
 
-def group_member_refs(path: Path, entry: ShardEntry, schema: GroupSchema) -> list[tuple[int, dict[str, MemberRef]]]:
-    """Every group's ``{suffix: (offset, size)}`` in a shard, from its headers only.
+def group_member_refs(path: Path, entry: ShardEntry, schema: GroupSchema, fileobj: IO[bytes]) -> list[tuple[int, dict[str, MemberRef]]]:
+    """Every group's ``{suffix: (offset, size)}`` in a shard, from the headers of the seekable ``fileobj``.
 
     Raises:
         FormatError: as :func:`group_members`.
     """
-    return list(_grouped(iter_member_refs(path, schema), path, entry, schema))
+    return list(_grouped(iter_member_refs(path, schema, fileobj), path, entry, schema))
 
 
-def read_members(path: Path, refs: dict[str, MemberRef]) -> Members:
-    """The bytes of the members at ``refs`` (offsets from :func:`group_member_refs`).
+def read_members(fileobj: IO[bytes], refs: dict[str, MemberRef], where: Path) -> Members:
+    """The bytes of the members at ``refs`` (offsets from :func:`group_member_refs`) of the open shard ``fileobj``.
 
     Raises:
         FormatError: the file ends before a member does.
     """
     out: Members = {}
-    with open(path, "rb") as f:
-        for suffix, (offset, size) in sorted(refs.items(), key=lambda kv: kv[1][0]):
-            f.seek(offset)
-            data = f.read(size)
-            if len(data) != size:
-                raise FormatError(f"{path} member '{suffix}': truncated member; re-download the shard")
-            out[suffix] = data
+    for suffix, (offset, size) in sorted(refs.items(), key=lambda kv: kv[1][0]):
+        data = os.pread(fileobj.fileno(), size, offset)
+        if len(data) != size:
+            raise FormatError(f"{where} member '{suffix}': truncated member; re-download the shard")
+        out[suffix] = data
     return out
 
 
@@ -223,21 +310,25 @@ def decode_meta(members: Members, schema: GroupSchema, where: str) -> dict[str, 
     """Parse and check a group's meta.json (class ids, source indices, teachers).
 
     Raises:
-        FormatError: invalid JSON or fields of the wrong length or range.
+        FormatError: invalid JSON or fields of the wrong type, length or range.
     """
-    try:
-        meta = json.loads(members["meta.json"])
-        ids = np.asarray(meta["class_ids"], dtype=np.int64)
-        src = np.asarray(meta["source_indices"], dtype=np.int64)
-        teachers = [str(t) for t in meta["teachers"]]
-    except (ValueError, KeyError, TypeError) as exc:
-        raise FormatError(f"{where} member 'meta.json': malformed ({exc}); re-download the shard") from exc
+    what = f"{where} member 'meta.json'"
+    meta = load_json(members["meta.json"], what)
     k, nc = schema.index.method.k, schema.index.dataset.num_classes
-    if ids.shape != (k,) or src.shape != (k,) or (k and (ids.min() < 0 or ids.max() >= nc)):
-        raise FormatError(f"{where} member 'meta.json': needs {k} class ids in 0..{nc - 1} and {k} source indices")
+    ids, src, teachers = (meta.get(f) if isinstance(meta, dict) else None for f in ("class_ids", "source_indices", "teachers"))
+    if not _ints(ids, k, 0, nc - 1) or not _ints(src, k, 0, 2**63 - 1):
+        raise FormatError(f"{what}: malformed, needs {k} class ids in 0..{nc - 1} and {k} source indices in 0..2**63-1")
     if teachers != list(schema.index.method.teachers):
-        raise FormatError(f"{where} member 'meta.json': teachers {teachers} differ from index.json {schema.index.method.teachers}")
-    return {"class_ids": ids, "source_indices": src, "teachers": teachers, "extra": meta.get("extra", {})}
+        raise FormatError(f"{what}: teachers {quote(teachers)} differ from index.json {quote(schema.index.method.teachers)}")
+    extra = meta.get("extra", {})
+    if not isinstance(extra, dict):
+        raise FormatError(f"{what}: 'extra' must be an object")
+    return {"class_ids": np.asarray(ids, np.int64), "source_indices": np.asarray(src, np.int64), "teachers": teachers, "extra": extra}
+
+
+def _ints(value: Any, n: int, lo: int, hi: int) -> bool:
+    """Whether ``value`` is a list of ``n`` integers (not booleans) in ``lo..hi``."""
+    return type(value) is list and len(value) == n and all(type(v) is int and lo <= v <= hi for v in value)
 
 
 def decode_group(members: Members, schema: GroupSchema, where: str, *, bases: bool = True) -> GroupRecord:
@@ -267,6 +358,8 @@ def iter_groups(root: str | os.PathLike[str], index: DatasetIndex, *, verify: bo
     schema = GroupSchema(index)
     for entry in index.shards:
         path = shard_path(root, entry)
-        check_shard_file(path, entry, verify=verify)
-        for g, members in group_members(path, entry, schema):
-            yield decode_group(members, schema, f"{path} group {GROUP_KEY.format(g)}")
+        with open_shard(path, entry) as f:
+            if verify:
+                hash_shard(f, path, entry)
+            for g, members in group_members(path, entry, schema, f):
+                yield decode_group(members, schema, f"{path} group {GROUP_KEY.format(g)}")

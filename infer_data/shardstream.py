@@ -20,15 +20,16 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
 from .constants import INDEX_FILENAME
-from .errors import ConfigError, DatasetNotFoundError, FormatError, InferError, IntegrityError
+from .errors import ConfigError, DatasetNotFoundError, FormatError, InferError, IntegrityError, quote
 from .index import INDEX_MAX_BYTES, DatasetIndex, ShardEntry
-from .remote import mark_source
+from .remote import DEADLINE_ENV, fetch_deadline, mark_source
 
 CHUNK = 1 << 20
 SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
@@ -56,8 +57,14 @@ class RawReader:
         self.raw = stream.stream if self.proc is not None else stream
 
     def read(self, size: int) -> bytes:
-        """Up to ``size`` bytes; ``b""`` at the end."""
-        return self.raw.read(size)  # type: ignore[no-any-return]
+        """Up to ``size`` bytes, as soon as some arrived (a trickling source cannot hold a read); ``b""`` at the end."""
+        read1 = getattr(self.raw, "read1", None)
+        return read1(size) if read1 is not None else self.raw.read(size)  # type: ignore[no-any-return]
+
+    def kill(self) -> None:
+        """Stop the source now: the command is killed (a blocked read then ends)."""
+        if self.proc is not None:
+            self.proc.kill()
 
     def failure(self) -> str | None:
         """Why the stream ended, if its command failed (call after ``read`` returned ``b""``)."""
@@ -105,7 +112,7 @@ class Location:
                 (it may end up in a shell command).
         """
         if not SAFE_NAME.fullmatch(name):
-            raise FormatError(f"{self.prefix}: file name {name!r} in {INDEX_FILENAME} is not a plain name "
+            raise FormatError(f"{self.prefix}: file name {quote(name)} in {INDEX_FILENAME} is not a plain name "
                               "(letters, digits, '.', '_', '-'); refusing to read it")
         if self.prefix.startswith("pipe:"):
             return self.prefix.replace("{}", name)
@@ -127,10 +134,14 @@ def read_index_at(location: Location) -> tuple[DatasetIndex, bytes]:
     url = location.url(INDEX_FILENAME)
     try:
         reader = RawReader(_gopen(url))
+        timer = threading.Timer(fetch_deadline(1 << 20), reader.kill)
+        timer.daemon = True
+        timer.start()
         try:
-            data = reader.read(INDEX_MAX_BYTES + 1)
+            data = _read_upto(reader, INDEX_MAX_BYTES + 1)
             failure = reader.failure() if len(data) <= INDEX_MAX_BYTES else None
         finally:
+            timer.cancel()
             reader.close()
     except (OSError, ValueError) as exc:
         raise DatasetNotFoundError(f"{url}: cannot read ({_short(exc)}); check the URL, path or command") from exc
@@ -140,7 +151,19 @@ def read_index_at(location: Location) -> tuple[DatasetIndex, bytes]:
         raise FormatError(f"{url}: larger than {INDEX_MAX_BYTES} bytes; this is not an INFER index")
     if not data:
         raise DatasetNotFoundError(f"{url}: empty or missing; check the URL, path or command")
-    return DatasetIndex.from_json(data.decode("utf-8", errors="replace"), where=url), data
+    return DatasetIndex.from_json(data, where=url), data
+
+
+def _read_upto(reader: RawReader, limit: int) -> bytes:
+    """Bytes from ``reader`` until its end or until ``limit`` bytes arrived."""
+    parts, n = [], 0
+    while n < limit:
+        block = reader.read(min(CHUNK, limit - n))
+        if not block:
+            break
+        parts.append(block)
+        n += len(block)
+    return b"".join(parts)
 
 
 def _short(exc: BaseException) -> str:
@@ -163,9 +186,15 @@ class CheckedStream:
     """
 
     def __init__(self, url: str, entry: ShardEntry, stream: IO[bytes] | None = None, *, retries: int = 0,
-                 cache_to: Path | None = None, opener: Callable[[str], IO[bytes]] = _gopen) -> None:
-        self.url, self.entry, self.retries, self.opener = url, entry, retries, opener
+                 cache_to: Path | None = None, opener: Callable[[str], IO[bytes]] = _gopen, verify: bool = True) -> None:
+        self.url, self.entry, self.retries, self.opener, self.verify = url, entry, retries, opener, verify
         self.stream = RawReader(stream if stream is not None else self._open())
+        self.expired = False
+        self._timer: threading.Timer | None = None
+        if self.stream.proc is not None:  # a command or a download: the whole shard gets one deadline
+            self._timer = threading.Timer(fetch_deadline(entry.bytes), self._expire)
+            self._timer.daemon = True
+            self._timer.start()
         self.nbytes = 0
         self.sha = hashlib.sha256()
         self.cache_to = cache_to
@@ -174,6 +203,10 @@ class CheckedStream:
         if cache_to is not None:
             self._tmp = cache_to.with_name(f".{cache_to.name}.{os.getpid()}.partial")
             self._tee = open(self._tmp, "wb")
+
+    def _expire(self) -> None:
+        self.expired = True
+        self.stream.kill()
 
     def _open(self) -> IO[bytes]:
         try:
@@ -206,6 +239,9 @@ class CheckedStream:
                 data = self.stream.read(want)
             except (OSError, ValueError) as exc:
                 data, error = b"", exc
+            if self.expired:
+                raise StreamError(f"{self.url}: not complete within its deadline ({self.nbytes} of {self.entry.bytes} bytes); "
+                                  f"check the connection, or set {DEADLINE_ENV} (seconds) for a slow link")
             if data:
                 return data
             if self.retries <= 0:
@@ -246,7 +282,7 @@ class CheckedStream:
                 raise IntegrityError(f"{self.url}: longer than the {self.entry.bytes} bytes {INDEX_FILENAME} declares; "
                                      "the served copy is wrong, re-publish or re-download it")
             got = self.sha.hexdigest()
-            if got != self.entry.sha256:
+            if self.verify and got != self.entry.sha256:
                 raise IntegrityError(f"{self.url}: sha256 {got[:12]}... does not match {INDEX_FILENAME} "
                                      f"({self.entry.sha256[:12]}...); the served copy is corrupt, re-publish or re-download it")
         except Exception:
@@ -262,7 +298,7 @@ class CheckedStream:
             return False  # the declared bytes all arrived and matched; a failing close is no data
 
     def _commit(self) -> None:
-        if self._tee is not None and self._tmp is not None and self.cache_to is not None:
+        if self.verify and self._tee is not None and self._tmp is not None and self.cache_to is not None:
             self._tee.close()
             self._tee = None
             os.replace(self._tmp, self.cache_to)
@@ -270,6 +306,8 @@ class CheckedStream:
 
     def close(self, *, failed: bool = False) -> None:
         """Close the stream; an uncommitted cache file is removed (``failed``: the bytes were bad)."""
+        if self._timer is not None:
+            self._timer.cancel()
         if self._tee is not None:
             self._tee.close()
             self._tee = None

@@ -37,16 +37,27 @@ from collections.abc import Iterable
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 import torch
 
 from .atomic import atomic_write
 from .constants import GROUP_KEY, INDEX_FILENAME
-from .errors import ConfigError, FormatError
-from .index import INDEX_MAX_BYTES, DatasetIndex, read_index
-from .reader import GroupSchema, MemberRef, check_shard_file, decode_group, decode_meta, group_member_refs, read_members, shard_path
+from .errors import ConfigError
+from .index import INDEX_MAX_BYTES, DatasetIndex, read_bounded, read_index
+from .reader import (
+    GroupSchema,
+    MemberRef,
+    check_shard_file,
+    decode_group,
+    decode_meta,
+    group_member_refs,
+    hash_shard,
+    open_shard,
+    read_members,
+    shard_path,
+)
 from .record import GroupRecord
 
 DECODED_DIRNAME = "decoded"
@@ -125,7 +136,8 @@ class GroupStore:
         self.path = cache_root / DECODED_DIRNAME / cache_key(index_bytes)
         self._shard_of = np.repeat(np.arange(len(index.shards)), [s.groups for s in index.shards])  # (G,)
         self._ready: set[int] = set()
-        self._verified: set[int] = set()
+        self._verified: dict[int, tuple[int, ...]] = {}  # shard -> identity of the file whose sha256 matched
+        self._files: dict[int, IO[bytes]] = {}  # shard -> the one open file this process reads it from
         self._refs: dict[int, dict[int, dict[str, MemberRef]]] = {}
         self._factors: Factors | None = None
         self._prepare()
@@ -220,15 +232,30 @@ class GroupStore:
         s = int(self._shard_of[g])
         return s, shard_path(self.root, self.index.shards[s])
 
+    def _open(self, s: int, path: Path) -> IO[bytes]:
+        """Shard ``s`` opened once per process; with ``verify`` its sha256 is checked on that same
+        open file unless this process (or its parent, before pickling) verified the same file
+        (device, inode, size, modification time) already."""
+        f = self._files.get(s)
+        if f is None:
+            entry = self.index.shards[s]
+            f = open_shard(path, entry)
+            if self.verify and self._verified.get(s) != _identity(f):
+                try:
+                    hash_shard(f, path, entry)
+                except BaseException:
+                    f.close()
+                    raise
+                self._verified[s] = _identity(f)
+            self._files[s] = f
+        return f
+
     def group_refs(self, g: int) -> tuple[Path, dict[str, MemberRef]]:
         """Shard path and member table of group ``g`` (the shard is checked once per process)."""
         s, path = self._shard(g)
-        entry = self.index.shards[s]
-        if self.verify and s not in self._verified:
-            check_shard_file(path, entry, verify=True)
-            self._verified.add(s)
+        f = self._open(s, path)
         if s not in self._refs:
-            self._refs[s] = dict(group_member_refs(path, entry, self.schema))
+            self._refs[s] = dict(group_member_refs(path, self.index.shards[s], self.schema, f))
         return path, self._refs[s][g]
 
     def read_group(self, g: int) -> GroupRecord:
@@ -238,20 +265,36 @@ class GroupStore:
             InferError: naming the shard, the group and the member.
         """
         path, refs = self.group_refs(g)
-        return decode_group(read_members(path, refs), self.schema, f"{path} group {GROUP_KEY.format(g)}")
+        members = read_members(self._files[self._shard(g)[0]], refs, path)
+        return decode_group(members, self.schema, f"{path} group {GROUP_KEY.format(g)}")
 
     def read_meta(self, g: int) -> dict[str, Any]:
         """Group ``g``'s meta.json, checked (class ids, source indices, teachers); bases not decoded."""
         path, refs = self.group_refs(g)
-        members = read_members(path, {"meta.json": refs["meta.json"]})
+        members = read_members(self._files[self._shard(g)[0]], {"meta.json": refs["meta.json"]}, path)
         return decode_meta(members, self.schema, f"{path} group {GROUP_KEY.format(g)}")
+
+    def close(self) -> None:
+        """Close the shard files this process opened (they are reopened, and checked again, on demand)."""
+        files, self._files = getattr(self, "_files", {}), {}  # absent when __init__ failed
+        for f in files.values():
+            f.close()
+
+    def __del__(self) -> None:
+        self.close()
 
     # -- pickling for worker processes -------------------------------------------------------
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
-        state.update(_factors=None, _refs={}, _verified=set(state["_verified"]), _ready=set(state["_ready"]))
+        state.update(_factors=None, _refs={}, _files={}, _verified=dict(state["_verified"]), _ready=set(state["_ready"]))
         return state
+
+
+def _identity(f: IO[bytes]) -> tuple[int, ...]:
+    """(device, inode, size, mtime in ns) of an open file: another file or a rewrite changes it."""
+    st = os.fstat(f.fileno())
+    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns
 
 
 @contextmanager
@@ -274,8 +317,5 @@ def open_index(root: Path) -> tuple[DatasetIndex, bytes]:
     path = root / INDEX_FILENAME
     if not path.is_file():
         read_index(root)  # raises the canonical "no dataset here" error
-    with open(path, "rb") as fh:
-        data = fh.read(INDEX_MAX_BYTES + 1)
-    if len(data) > INDEX_MAX_BYTES:
-        raise FormatError(f"{path}: larger than {INDEX_MAX_BYTES} bytes; this is not an INFER index")
-    return DatasetIndex.from_json(data.decode("utf-8", errors="replace"), where=str(path)), data
+    data = read_bounded(path, INDEX_MAX_BYTES)
+    return DatasetIndex.from_json(data, where=str(path)), data

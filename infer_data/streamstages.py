@@ -19,9 +19,9 @@ import torch
 
 from .compose import compose, normalize
 from .constants import GROUP_KEY
-from .errors import ConfigError, FormatError
+from .errors import ConfigError, FormatError, plain, quote
 from .index import DatasetIndex
-from .reader import GroupSchema, decode_group
+from .reader import BoundedReader, GroupSchema, decode_group, header_budget
 from .record import GroupRecord
 from .shardstream import CheckedStream
 
@@ -42,9 +42,9 @@ def check_member(name: str, size: int, schema: GroupSchema, where: str) -> None:
     """
     bound = schema.bounds.get(name)
     if bound is None:
-        raise FormatError(f"{where}: unexpected member '{name}' for codecs {schema.index.codecs}; the shard does not match index.json")
+        raise FormatError(f"{where}: unexpected member {quote(name)} for codecs {schema.index.codecs}; the shard does not match index.json")
     if size > bound:
-        raise FormatError(f"{where} member '{name}': {size} bytes exceeds the {bound} its declared shape allows")
+        raise FormatError(f"{where} member {quote(name)}: {size} bytes exceeds the {bound} its declared shape allows")
 
 
 def decode_sample(sample: dict[str, Any], schema: GroupSchema) -> tuple[int, GroupRecord]:
@@ -56,7 +56,7 @@ def decode_sample(sample: dict[str, Any], schema: GroupSchema) -> tuple[int, Gro
         FormatError, CodecError: an unknown, oversized or missing member, a bad key, a bad value.
     """
     key = str(sample.get("__key__"))
-    where = f"{sample.get('__url__', '?')} group {key}"
+    where = f"{sample.get('__url__', '?')} group {plain(key)}"
     match = KEY_RE.fullmatch(key)
     if match is None:
         raise FormatError(f"{where}: sample key is not a group key like 'g000003'; the shard was not written by infer-data")
@@ -80,18 +80,23 @@ def tar_members(stream: CheckedStream, schema: GroupSchema) -> Iterator[dict[str
         StreamError, IntegrityError: from the stream.
     """
     url = stream.url
+    bounded = BoundedReader(stream, header_budget(schema), url)  # type: ignore[arg-type]
     try:
-        with tarfile.open(fileobj=stream, mode="r|") as tar:  # type: ignore[call-overload]
+        with tarfile.open(fileobj=bounded, mode="r|") as tar:  # type: ignore[call-overload]
             for info in tar:
                 key, _, suffix = info.name.partition(".")
                 if not info.isfile():
-                    raise FormatError(f"{url} member '{info.name}': not a regular file; the shard was not written by infer-data")
-                check_member(suffix, info.size, schema, f"{url} group {key}")
+                    raise FormatError(f"{url} member {quote(info.name)}: not a regular file; the shard was not written by infer-data")
+                check_member(suffix, info.size, schema, f"{url} group {plain(key)}")
+                bounded.renew(info.size)
                 fh = tar.extractfile(info)
                 data = fh.read() if fh is not None else b""
+                if len(data) != info.size:
+                    raise FormatError(f"{url} member {quote(info.name)}: truncated member; re-download the shard")
                 yield {"fname": info.name, "data": data, "__url__": url}
+                bounded.renew()
     except tarfile.TarError as exc:
-        raise FormatError(f"{url}: not a readable tar stream ({exc}); re-download or re-publish the shard") from exc
+        raise FormatError(f"{url}: not a readable tar stream ({' '.join(str(exc).split())[:160]}); re-download or re-publish the shard") from None
     stream.finish()
 
 
@@ -109,14 +114,14 @@ def shard_groups(stream: CheckedStream, schema: GroupSchema) -> Iterator[tuple[i
         for sample in wds.tariterators.group_by_keys(tar_members(stream, schema), lcase=False):
             want = GROUP_KEY.format(entry.first_group + n)
             if n >= entry.groups or sample["__key__"] != want:
-                raise FormatError(f"{url}: found group key '{sample['__key__']}' where index.json expects "
+                raise FormatError(f"{url}: found group key {quote(sample['__key__'])} where index.json expects "
                                   f"'{want if n < entry.groups else 'end of shard'}'")
             yield decode_sample(sample, schema)
             n += 1
     except ValueError as exc:
-        if isinstance(exc, FormatError) or not str(exc).endswith("duplicate file name in tar file"):
+        if isinstance(exc, FormatError) or "duplicate file name in tar file" not in str(exc):
             raise
-        raise FormatError(f"{url}: a member appears twice ({exc})") from exc
+        raise FormatError(f"{url}: a member appears twice in one group; the shard was not written by infer-data") from None
     if n != entry.groups:
         raise FormatError(f"{url}: holds {n} groups but index.json declares {entry.groups}; the shard is truncated or rewritten")
 

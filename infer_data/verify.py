@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import IO
 
 from .constants import GROUP_KEY
-from .errors import InferError
+from .errors import InferError, IntegrityError
 from .index import ShardEntry, read_index
-from .reader import GroupSchema, check_shard_file, checksum_error, decode_group, group_members, shard_path
+from .reader import GroupSchema, checksum_error, decode_group, group_members, open_shard, shard_path
 
 CHUNK = 1 << 20
 
@@ -38,18 +38,19 @@ class VerifyReport:
 
 
 class _HashingReader:
-    """A read-only stream that feeds every byte it returns into a sha256."""
+    """A read-only stream over the first ``size`` bytes of a file, feeding every byte into a sha256."""
 
-    def __init__(self, raw: IO[bytes]) -> None:
-        self.raw, self.hash = raw, hashlib.sha256()
+    def __init__(self, raw: IO[bytes], size: int) -> None:
+        self.raw, self.hash, self.left = raw, hashlib.sha256(), size
 
-    def read(self, n: int = -1) -> bytes:
-        data = self.raw.read(n)
+    def read(self, n: int | None = -1) -> bytes:
+        data = self.raw.read(self.left if n is None or n < 0 else min(n, self.left))
+        self.left -= len(data)
         self.hash.update(data)
         return data
 
     def drain(self) -> str:
-        """Read to the end of the file; the hex digest of everything read."""
+        """Read to the declared end of the file; the hex digest of everything read."""
         while self.read(CHUNK):
             pass
         return self.hash.hexdigest()
@@ -62,20 +63,21 @@ def verify_shard(path: Path, entry: ShardEntry, schema: GroupSchema) -> int:
         DatasetNotFoundError: the shard is missing.
         IntegrityError: size or sha256 differ from the index (reported before any decode error,
             since a corrupt file explains it).
-        FormatError, CodecError: a group that does not decode.
+        FormatError, CodecError: a group that does not decode, or a shard that is not a regular file.
     """
-    check_shard_file(path, entry, verify=False)  # present, with the declared size
     groups = 0
     decode_error: InferError | None = None
-    with open(path, "rb", buffering=CHUNK) as raw:
-        stream = _HashingReader(raw)
+    with open_shard(path, entry) as raw:  # present, a regular file, with the declared size
+        stream = _HashingReader(raw, entry.bytes)
         try:
-            for g, members in group_members(path, entry, schema, fileobj=stream):  # type: ignore[arg-type]
+            for g, members in group_members(path, entry, schema, stream):  # type: ignore[arg-type]
                 decode_group(members, schema, f"{path} group {GROUP_KEY.format(g)}")
                 groups += 1
         except InferError as exc:
             decode_error = exc
         digest = stream.drain()
+        if raw.read(1):
+            raise IntegrityError(f"{path}: grew while being read; re-download it and do not rewrite shards in use")
     if digest != entry.sha256:
         raise checksum_error(path, digest, entry)
     if decode_error is not None:

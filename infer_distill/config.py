@@ -89,6 +89,9 @@ class DistillConfig:
     label_codec: str = ""  # "fp16", "topk" or "none"; "" = writer default
     shard_size: int = 0  # groups per shard; 0 = one optimization chunk, capped at 256 MiB raw (see infer_distill.layout)
     normalization: str = "source"  # "source": the source's training statistics; a named set, e.g. "imagenet" (torchvision's)
+    dataset_name: str = ""  # dataset.name in the index (picks evaluate's recipe and the ratios' train set); "" = the source's name
+    card_name: str = ""  # name of the published set, for its card (provenance.card.name); "" = "{dataset name}-ipc{ipc}"
+    card_license: str = ""  # licence of the published set, for its card (provenance.card.license); "" = not stated
     optim: OptimConfig = field(default_factory=OptimConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
@@ -204,7 +207,7 @@ def _cifar100() -> DistillConfig:
 @PRESETS.register("tinyimagenet")
 def _tinyimagenet() -> DistillConfig:
     """Tiny-ImageNet (imagefolder): the CIFAR settings; the dataset path must be given."""
-    return DistillConfig(dataset="imagefolder:tiny-imagenet-200", preset="tinyimagenet")
+    return DistillConfig(dataset="imagefolder:tiny-imagenet-200", preset="tinyimagenet", dataset_name="tinyimagenet")
 
 
 @PRESETS.register("imagenet1k")
@@ -217,7 +220,7 @@ def _imagenet1k() -> DistillConfig:
     the reference layout of one JPEG per instance (docs/benchmarks.md, "ImageNet shape").
     """
     return DistillConfig(
-        dataset="imagefolder:imagenet", preset="imagenet1k", image_size=224, batch_groups=1, normalization="imagenet",
+        dataset="imagefolder:imagenet", preset="imagenet1k", dataset_name="imagenet1k", image_size=224, batch_groups=1, normalization="imagenet",
         base_codec="jpeg:90",
         optim=OptimConfig(iterations=2000, r_bn=0.01),
         augment=AugmentConfig(jitter=32, resized_crop=True, flip=True),

@@ -136,6 +136,13 @@ def source_spec_of(dataset: InferDataset) -> str:
     return dataset.index.dataset.name
 
 
+def data_root_of(dataset: InferDataset) -> str | None:
+    """The absolute ``--data-root`` the producer recorded (provenance ``source.data_root``), if any."""
+    src = dataset.index.provenance.get("source")
+    root = src.get("data_root") if isinstance(src, dict) else None
+    return root if isinstance(root, str) and root else None
+
+
 def _open_test_source(spec: str, data_root: str | None, image_size: int) -> EvalSource:
     from .sources import create_source
 
@@ -181,7 +188,7 @@ def evaluate(
     if config.labels == "dynamic" and not teachers:
         raise ConfigError("labels='dynamic' needs teacher networks to relabel each batch; pass --teacher ARCH=CHECKPOINT (one or more)")
     spec = test_data or source_spec_of(dataset)
-    source = _open_test_source(spec, data_root, dataset.index.dataset.image_shape[1])
+    source = _open_test_source(spec, data_root or data_root_of(dataset), dataset.index.dataset.image_shape[1])
     nets = load_teachers(teachers, dataset) if config.labels == "dynamic" else []
     with distributed(dev_name) as dev:
         result = train_student(dataset, source, config, teachers=nets, device=dev, progress=progress)

@@ -1,5 +1,11 @@
 """The ``imagefolder:PATH`` source: ``PATH/train/<class>/*`` plus ``PATH/val`` or ``PATH/test``.
 
+Class ids follow the sorted class folder names. Class *names* are the folder names, unless
+``PATH/words.txt`` (Tiny-ImageNet style, ``folder<TAB>names`` per line, other lines ignored) or
+``PATH/classes.txt`` (the same two-column lines, or exactly one name per line in class order)
+names them; classes.txt wins when both are there. The spec records ``PATH`` as an absolute path,
+so a dataset distilled from it can be evaluated from any working directory.
+
 Images are decoded lazily with PIL, one at a time, so a large folder costs only its file list
 until images are asked for; :meth:`ImageFolderSource.load_all` decodes a whole split once for
 training loops. Normalization statistics come from an evenly spaced sample of at most
@@ -48,6 +54,43 @@ def _scan(folder: Path, classes: list[str]) -> tuple[list[Path], list[int]]:
     return files, labels
 
 
+NAME_FILES = ("classes.txt", "words.txt")  # first found names the classes
+MAX_NAME_FILE_BYTES = 64 << 20  # ImageNet's full words.txt is 2.7 MB
+
+
+def class_names(root: Path, folders: list[str]) -> list[str]:
+    """Display name of each class folder, from ``classes.txt`` or ``words.txt`` in ``root`` (else the folder names).
+
+    Raises:
+        ConfigError: a names file that is too large, not UTF-8, or leaves a folder unnamed.
+    """
+    for file_name in NAME_FILES:
+        path = root / file_name
+        if path.is_file():
+            return _names_from(path, folders)
+    return list(folders)
+
+
+def _names_from(path: Path, folders: list[str]) -> list[str]:
+    if path.stat().st_size > MAX_NAME_FILE_BYTES:
+        raise ConfigError(f"{path}: larger than {MAX_NAME_FILE_BYTES} bytes; a class names file is one short line per class")
+    try:
+        lines = [ln.strip() for ln in path.read_text(encoding="utf-8").splitlines() if ln.strip()]
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not UTF-8 text; save it as UTF-8 or remove it to use the folder names") from None
+    if lines and all("\t" not in ln for ln in lines):
+        if len(lines) != len(folders):
+            raise ConfigError(f"{path}: {len(lines)} names for {len(folders)} class folders; give one name per class "
+                              "in sorted folder order, or FOLDER<TAB>NAME lines")
+        return lines
+    table = dict(ln.split("\t", 1) for ln in lines if "\t" in ln)
+    missing = [f for f in folders if f not in table]
+    if missing:
+        raise ConfigError(f"{path}: no name for class folder(s) {', '.join(missing[:3])}{' ...' if len(missing) > 3 else ''}; "
+                          "add FOLDER<TAB>NAME lines or remove the file to use the folder names")
+    return [table[f].strip() for f in folders]
+
+
 class ImageFolderSource(Source):
     """One split of an image-folder dataset; see the module docstring."""
 
@@ -56,15 +99,16 @@ class ImageFolderSource(Source):
         if not root.is_dir():
             raise DatasetNotFoundError(f"imagefolder:{path}: no such folder; check the path")
         train_dir = _split_dir(root, "train")
-        self.classes = sorted(p.name for p in train_dir.iterdir() if p.is_dir())
-        if len(self.classes) < 2:
-            raise DatasetNotFoundError(f"{train_dir}: needs at least 2 class folders, found {len(self.classes)}")
-        self.name, self.spec, self.split = "imagefolder", f"imagefolder:{path}", split
-        self.files, labels = _scan(_split_dir(root, split), self.classes)
+        self.folders = sorted(p.name for p in train_dir.iterdir() if p.is_dir())
+        if len(self.folders) < 2:
+            raise DatasetNotFoundError(f"{train_dir}: needs at least 2 class folders, found {len(self.folders)}")
+        self.classes = class_names(root, self.folders)
+        self.name, self.spec, self.split = "imagefolder", f"imagefolder:{root.resolve()}", split
+        self.files, labels = _scan(_split_dir(root, split), self.folders)
         if not self.files:
             raise DatasetNotFoundError(f"imagefolder:{path}: the {split} split holds no image files")
         self.targets = torch.tensor(labels, dtype=torch.int64)
-        self._train_files = self.files if split == "train" else _scan(train_dir, self.classes)[0]
+        self._train_files = self.files if split == "train" else _scan(train_dir, self.folders)[0]
         self.image_shape = self._shape_of(self._train_files[0], image_size)
         self._cache: torch.Tensor | None = None
 

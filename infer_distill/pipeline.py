@@ -37,6 +37,7 @@ from infer_data import (
     ShardWriter,
     __version__,
 )
+from infer_data.card import card_provenance, write_card
 from infer_data.constants import INDEX_FILENAME
 from infer_data.errors import ConfigError
 
@@ -151,7 +152,8 @@ def _close(a: Any, b: Any) -> bool:
 
 def fingerprint(cfg: DistillConfig, plan: Plan) -> dict[str, Any]:
     """Everything that determines the bytes of the result."""
-    return {"config": cfg.to_dict(), "teacher_sha256": [t["sha256"] for t in plan.teacher_info], "source": plan.source.spec,
+    config = {k: v for k, v in cfg.to_dict().items() if k not in ("card_name", "card_license")}  # card fields: no shard byte depends on them
+    return {"config": config, "teacher_sha256": [t["sha256"] for t in plan.teacher_info], "source": plan.source.spec,
             "producer": __version__, "torch": torch.__version__, "device": plan.device.type}
 
 
@@ -193,7 +195,9 @@ def provenance(cfg: DistillConfig, plan: Plan) -> dict[str, Any]:
                      "python": platform.python_version()},
         "config": cfg.to_dict(),
         "seed": cfg.seed,
-        "source": {"name": plan.source.name, "spec": plan.source.spec, "split": "train", "size": len(plan.source)},
+        "source": {"name": plan.source.name, "spec": plan.source.spec, "split": "train", "size": len(plan.source),
+                   **({"data_root": str(Path(cfg.data_root).resolve())} if cfg.data_root else {})},
+        **card_provenance(cfg.card_name, cfg.card_license),
         "source_size": {"images": len(plan.source), "bytes": len(plan.source) * int(np.prod(plan.source.image_shape)),
                         "note": "raw uint8 bytes of the source's train split at the stored image shape"},
         "teachers": [{"arch": t.arch, "checkpoint": os.path.basename(t.checkpoint), **info, "role": "compensator+label" if plan.m else "label"}
@@ -206,7 +210,7 @@ def provenance(cfg: DistillConfig, plan: Plan) -> dict[str, Any]:
 def open_writer(cfg: DistillConfig, plan: Plan, out: Path) -> ShardWriter:
     """The writer every rank writes its shards with (it also clears stale temporary shards)."""
     src = plan.source
-    info = DatasetInfo(src.name, list(src.classes), src.image_shape, list(plan.mean), list(plan.std), source=src.spec)
+    info = DatasetInfo(cfg.dataset_name or src.name, list(src.classes), src.image_shape, list(plan.mean), list(plan.std), source=src.spec)
     names = [t.arch for t in cfg.teachers][: plan.m]
     method = MethodInfo(plan.k, plan.m, 0, cfg.ipc, names, seed=cfg.seed, producer=f"infer_distill {__version__}")
     return ShardWriter(out, dataset=info, method=method, codecs=dict(cfg.codecs), provenance=provenance(cfg, plan))
@@ -350,5 +354,6 @@ def distill(cfg: DistillConfig, out_dir: str | os.PathLike[str], *, progress: Pr
         if not ranks.is_main:
             return writer.index()
         index = writer.close()
+        write_card(out)  # after index.json: the card describes the finished set
         work.remove()
     return index
