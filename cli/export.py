@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import click
 
 from .options import root_argument
@@ -15,15 +17,21 @@ from .options import root_argument
 @click.option("--format", "image_format", type=click.Choice(["png", "jpeg"]), default=None,
               help="Image format [default: png for imagefolder, jpeg for reference].")
 @click.option("--quality", default=75, show_default=True, help="JPEG quality.")
-def export(root: str, out: str, layout: str, image_format: str | None, quality: int) -> None:
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object (keys out, files, image_bytes, label_bytes, layout, format).")
+@click.option("-q", "--quiet", is_flag=True, help="No progress.")
+def export(root: str, out: str, layout: str, image_format: str | None, quality: int, as_json: bool, quiet: bool) -> None:
     """Materialize every instance as an image file, plus labels.npy, files.txt and targets.txt."""
-    from tqdm import tqdm
-
     from infer_data.export import export_dataset
     from infer_data.index import read_index
 
+    from .progress import progress_bar
+
     fmt = image_format or ("jpeg" if layout == "reference" else "png")
     total = read_index(root).num_instances
-    with tqdm(total=total, unit="img", desc="export", disable=None) as bar:
+    with progress_bar(total, desc="export", unit="img", quiet=quiet) as bar:
         summary = export_dataset(root, out, layout=layout, image_format=fmt, quality=quality, progress=bar.update)
+    if as_json:
+        click.echo(json.dumps({"out": str(summary.out), "files": summary.files, "image_bytes": summary.image_bytes,
+                               "label_bytes": summary.label_bytes, "layout": layout, "format": fmt}))
+        return
     click.echo(f"wrote {summary.files} images ({summary.image_bytes:,} bytes) and labels ({summary.label_bytes:,} bytes) to {summary.out}")

@@ -57,11 +57,15 @@ def _codec(spec: dict[str, object]) -> str:
 @root_argument
 @click.option("-q", "--quiet", is_flag=True, help="Print problems only.")
 @click.option("-j", "--jobs", type=click.IntRange(min=1), default=None, help="Shards checked in parallel. [default: CPU count]")
-def verify(root: str, quiet: bool, jobs: int | None) -> None:
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object (keys ok, shards, groups, problems); exit 1 when not ok.")
+def verify(root: str, quiet: bool, jobs: int | None, as_json: bool) -> None:
     """Check every shard's sha256 and decode every group (one read per shard); exit 1 naming each bad shard."""
     from infer_data.verify import verify_dataset
 
     report = verify_dataset(root, jobs=jobs)
+    if as_json:
+        click.echo(json.dumps({"ok": report.ok, "shards": report.shards, "groups": report.groups, "problems": report.problems}))
+        sys.exit(0 if report.ok else 1)
     for line in report.problems:
         click.echo(f"Error: {line}", err=True)
     if not report.ok:

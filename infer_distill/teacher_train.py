@@ -86,11 +86,14 @@ def accuracy(model: nn.Module, source: Source, *, batch: int = 500) -> float:
 
 def train_teacher(cfg: TeacherTrainConfig, train: Source, test: Source | None = None, *,
                   on_epoch: Callable[[int, float], None] | None = None,
+                  on_batch: Callable[[int, int, int], None] | None = None,
                   device: torch.device | str = "cpu") -> tuple[nn.Module, float | None]:
     """Train ``cfg.arch`` on ``train``; returns the model (eval mode, on ``device``) and its test accuracy.
 
     Args:
         on_epoch: called with (epoch, mean training loss) after each epoch.
+        on_batch: called with (epoch, batches done in it, batches per epoch) after each step, for
+            progress within an epoch (epochs count from 1).
         device: where the model trains; batches are augmented on the CPU and moved there.
 
     Raises:
@@ -120,6 +123,8 @@ def train_teacher(cfg: TeacherTrainConfig, train: Source, test: Source | None = 
             opt.step()
             sched.step()
             total, steps = total + float(loss.detach()), steps + 1
+            if on_batch is not None:
+                on_batch(epoch + 1, steps, len(loader))
         logger.info("teacher %s epoch %d: loss %.4f", cfg.arch, epoch + 1, total / max(steps, 1))
         if on_epoch is not None:
             on_epoch(epoch + 1, total / max(steps, 1))

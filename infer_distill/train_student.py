@@ -289,7 +289,7 @@ def _progress(total: int, enabled: bool) -> Any:
         return None
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, desc="student", unit="epoch", leave=False)
+    return tqdm(total=total, desc="student", unit="epoch", leave=False, disable=None)  # None: no bar when stderr is not a terminal
 
 
 def training_targets(images: torch.Tensor, targets: torch.Tensor, teachers: Sequence[nn.Module],

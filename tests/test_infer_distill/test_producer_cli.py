@@ -85,3 +85,15 @@ def test_teacher_train_cli(tmp_path: Path) -> None:
     assert code == 1 and "Error: teacher training needs --epochs >= 1" in out
     code, out = run("teacher", "train", "--dataset", "cifar10", "--arch", "convnet", "--out", str(tmp_path / "x.pt"))
     assert code == 1 and "Error: dataset cifar10 needs --data-root" in out
+
+
+def test_teacher_train_shows_progress_within_epochs(tmp_path: Path) -> None:
+    data, out_file = _bright_dark_folder(tmp_path / "bd"), tmp_path / "t.pt"
+    args = ["teacher", "train", "--dataset", f"imagefolder:{data}", "--arch", "convnet", "--epochs", "2", "--batch-size", "32",
+            "--out", str(out_file)]
+    result = CliRunner().invoke(main, args)  # 96 training images, 32 per batch: 3 batches per epoch
+    assert result.exit_code == 0, result.output
+    assert result.stderr.splitlines() == [f"epoch {e}/2: {p}% ({b}/3 batch)" for e in (1, 2) for b, p in ((1, 33), (2, 66), (3, 100))]
+    assert [line.split(":")[0] for line in result.stdout.splitlines()[:2]] == ["epoch 1/2", "epoch 2/2"]
+    result = CliRunner().invoke(main, [*args, "--quiet"])
+    assert result.exit_code == 0 and result.stderr == "" and result.stdout.startswith("convnet on imagefolder:")
