@@ -9,11 +9,12 @@ the shards and rank 0 writes the index::
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import os
 import sys
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -46,10 +47,12 @@ logger = logging.getLogger(__name__)
 @click.option("--no-compensators", is_flag=True, help="M=0: random real images with static labels (the baseline).")
 @click.option("--device", default="auto", show_default=True, help="cpu, cuda, cuda:N; auto = cuda when available.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print one JSON object (keys out, groups, k, m, ipc, instances, bytes, shards).")
 @click.option("--name", "card_name", default=None, help="Name of the published set, for its README.md card. [default: DATASET-ipcN]")
 @click.option("--license", "card_license", default=None, help="Licence of the published set (e.g. CC-BY-4.0), for its card. [default: not stated]")
 def distill(dataset: str | None, ipc: int, teachers: tuple[str, ...], out: str, preset: str | None, iterations: int | None,
-            lr: float | None, r_bn: float | None, no_compensators: bool, device: str, no_progress: bool,
+            lr: float | None, r_bn: float | None, no_compensators: bool, device: str, no_progress: bool, as_json: bool,
             **overrides: object) -> None:
     """Optimize INFER compensators and static labels; write shards to --out."""
     from infer_distill.config import DEFAULT_PRESET, TeacherSpec, create_preset
@@ -66,19 +69,24 @@ def distill(dataset: str | None, ipc: int, teachers: tuple[str, ...], out: str, 
     if not main_rank:
         return
     m = index.method
+    if as_json:
+        click.echo(json.dumps({"out": out, "groups": m.g, "k": m.k, "m": m.m, "ipc": m.ipc, "instances": index.num_instances,
+                               "bytes": sum(s.bytes for s in index.shards), "shards": len(index.shards)}))
+        return
     click.echo(f"wrote {out}: G={m.g} groups x (K={m.k} bases + M={m.m} compensators), "
                f"{index.num_instances} instances, {sum(s.bytes for s in index.shards)} bytes in {len(index.shards)} shard(s)")
 
 
 def _bar() -> Callable[[Progress], None]:
-    """A tqdm progress bar over optimization steps, with groups done as postfix."""
-    from tqdm import tqdm
+    """A progress bar over optimization steps, with groups done as postfix (:func:`infer_cli.progress.progress_bar`:
+    tqdm on a terminal, a line per 10 % in a log)."""
+    from .progress import progress_bar
 
-    state: dict[str, tqdm] = {}
+    state: dict[str, Any] = {}
 
     def update(p: Progress) -> None:
         if "bar" not in state:
-            state["bar"] = tqdm(total=p.steps_total, initial=p.steps_done, unit="step", desc="distill", dynamic_ncols=True)
+            state["bar"] = progress_bar(p.steps_total, initial=p.steps_done, unit="step", desc="distill")
         bar = state["bar"]
         bar.set_postfix_str(f"groups {p.groups_done}/{p.groups_total}", refresh=False)
         bar.update(p.steps_done - bar.n)

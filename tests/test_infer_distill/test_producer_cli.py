@@ -97,3 +97,14 @@ def test_teacher_train_shows_progress_within_epochs(tmp_path: Path) -> None:
     assert [line.split(":")[0] for line in result.stdout.splitlines()[:2]] == ["epoch 1/2", "epoch 2/2"]
     result = CliRunner().invoke(main, [*args, "--quiet"])
     assert result.exit_code == 0 and result.stderr == "" and result.stdout.startswith("convnet on imagefolder:")
+
+
+def test_distill_cli_json_and_progress_lines_in_a_log(tmp_path: Path, embedded_teachers: dict[str, Path]) -> None:
+    result = CliRunner().invoke(main, ["distill", "--ipc", "2", "--teacher", f"convnet={embedded_teachers['a']}", "--iterations", "2",
+                                       "--out", str(tmp_path / "d"), "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    index = read_index(tmp_path / "d")
+    assert report == {"out": str(tmp_path / "d"), "groups": 1, "k": 10, "m": 1, "ipc": 2, "instances": 20,
+                      "bytes": sum(s.bytes for s in index.shards), "shards": len(index.shards)}
+    assert result.stderr == "distill: 50% (1/2 step) groups 0/1\ndistill: 100% (2/2 step) groups 0/1\n"  # a log gets lines, no \r
