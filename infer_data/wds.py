@@ -33,11 +33,11 @@ from torch.utils.data import IterableDataset, get_worker_info
 from .codecs import decode_topk, decompress_bounded
 from .constants import GROUP_KEY
 from .index import DatasetIndex
-from .reader import GroupSchema, check_shard_file, shard_path
+from .reader import GroupSchema, hash_shard, open_shard, shard_path
 from .record import GroupRecord
 from .samples import sample_record
 from .shardstream import CheckedStream, Location, read_index_at
-from .streamstages import Composer, GroupTensors, decode_sample, shard_groups
+from .streamstages import Composer, GroupTensors, shard_groups
 
 DEFAULT_MAX_DECOMPRESSED = 1 << 30  # 1 GiB per member when no index bounds it
 
@@ -74,8 +74,8 @@ class GroupPipeline(IterableDataset[GroupRecord]):
     """The checked groups of a dataset, in order, as a ``torch.utils.data.IterableDataset``.
 
     With DataLoader workers, worker w of W reads shards w, w + W, ... so every group is yielded
-    once (use ``batch_size=None``). A folder's shards are checked (size, and sha256 when
-    ``verify``) and read with ``webdataset.WebDataset``; a URL's shards are streamed with their size
+    once (use ``batch_size=None``). A folder's shards are opened once, checked (size, and sha256 when
+    ``verify``) on that open file and parsed with webdataset's ``group_by_keys`` stage; a URL's shards are streamed with their size
     and sha256 checked as the bytes pass (:mod:`infer_data.shardstream`).
     """
 
@@ -107,12 +107,13 @@ def _streamed_groups(stream: CheckedStream, schema: GroupSchema) -> Iterator[Gro
 
 
 def _local_groups(root: str, entry: Any, schema: GroupSchema, verify: bool) -> Iterator[GroupRecord]:
-    import webdataset as wds
-
+    """A local shard's groups: opened once, its sha256 checked on that open file when ``verify``
+    (before any group is passed on), then parsed from the same file by the bounded stages."""
     path = shard_path(root, entry)
-    check_shard_file(path, entry, verify=verify)
-    for sample in wds.WebDataset([str(path)], shardshuffle=False, empty_check=False, nodesplitter=None, workersplitter=None):
-        yield decode_sample(sample, schema)[1]
+    with open_shard(path, entry) as f:
+        if verify:
+            hash_shard(f, path, entry)
+        yield from _streamed_groups(CheckedStream(str(path), entry, f, verify=verify), schema)
 
 
 def group_pipeline(root: str | os.PathLike[str], *, verify: bool = True) -> GroupPipeline:
