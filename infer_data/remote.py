@@ -95,10 +95,9 @@ def _fetch(url: str, dest: Path, max_bytes: int, advance: Callable[[int], object
     """
     tmp = dest.with_name(f".{dest.name}.{os.getpid()}.download")
     deadline = time.monotonic() + fetch_deadline(max_bytes if deadline_bytes is None else deadline_bytes)
-    sha = hashlib.sha256()
+    sha, n = hashlib.sha256(), 0
     try:
         with urllib.request.urlopen(url, timeout=_left(deadline, url)) as response, open(tmp, "wb") as out:  # noqa: S310 - schemes checked
-            n = 0
             while True:
                 _set_timeout(response, _left(deadline, url))
                 block = response.read1(CHUNK) if hasattr(response, "read1") else response.read(CHUNK)
@@ -115,7 +114,9 @@ def _fetch(url: str, dest: Path, max_bytes: int, advance: Callable[[int], object
         tmp.unlink(missing_ok=True)
         if isinstance(exc, IntegrityError | DatasetNotFoundError):
             raise
-        raise DatasetNotFoundError(f"{url}: cannot download ({_why(exc)}); check the URL and your connection") from None
+        if isinstance(exc, TimeoutError | socket.timeout) and time.monotonic() >= deadline - 0.1:
+            _left(deadline, url)  # raises the deadline message
+        raise DatasetNotFoundError(f"{url}: cannot download ({_why(exc, n)}); check the URL and your connection") from None
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
@@ -142,10 +143,10 @@ def _set_timeout(response: Any, seconds: float) -> None:
         sock.settimeout(seconds)
 
 
-def _why(exc: BaseException) -> str:
-    """One line about a failed download."""
+def _why(exc: BaseException, received: int) -> str:
+    """One line about a download that failed after ``received`` bytes of the body."""
     if isinstance(exc, http.client.IncompleteRead):
-        return f"connection closed after {len(exc.partial)} bytes, {exc.expected} more expected"
+        return f"connection closed after {received} bytes, before the end of the body"
     if isinstance(exc, TimeoutError | socket.timeout):
         return "timed out"
     text = " ".join(str(getattr(exc, "reason", exc)).split()) or type(exc).__name__

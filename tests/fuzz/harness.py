@@ -286,7 +286,8 @@ class Fuzzer:
                     continue
                 cache = self._cache(f"case-{i}-{reader}")
                 url = self.server.url(case.name)
-                out = classify(reader, lambda: READERS[reader](case, url, cache), self.refs[(variant, reader)], kind, resigned)
+                read = functools.partial(READERS[reader], case, url, cache)
+                out = classify(reader, read, self.refs[(variant, reader)], kind, resigned)
                 left = [p.name for p in cache.rglob("*") if p.name.endswith(TEMP_MARKS) and "decoded" not in p.parts]
                 if left and out.result != "defect":
                     out = Outcome(reader, "leftover", ", ".join(left)[:200])
