@@ -43,7 +43,15 @@ logger = logging.getLogger(__name__)
 @click.option("--shard-size", type=int, default=None,
               help="Groups per shard (cut a set for the processes that will read it). [default: one batch of groups, at most 256 MiB raw]")
 @click.option("--normalization", default=None,
-              help="source (the data's own statistics) or imagenet (torchvision's, for its pretrained teachers). [default: preset's]")
+              help="source (the data's own statistics), or fixed constants: imagenet (torchvision's), cifar10, cifar100, "
+                   "tinyimagenet (the official code's). [default: preset's]")
+@click.option("--mode", type=click.Choice(["default", "official"]), default="default", show_default=True,
+              help="official: the official INFER code's choices (unclamped forward, clip on save, roll jitter, fixed normalization).")
+@click.option("--clip", type=click.Choice(["forward", "save"]), default=None,
+              help="forward: clamp base+u each step, |u|<=1; save: unclamped, clipped when stored. [default: mode's]")
+@click.option("--jitter", type=int, default=None, help="Max random shift per step, pixels. [default: preset's]")
+@click.option("--jitter-mode", type=click.Choice(["shift", "roll"]), default=None,
+              help="shift: +-jitter px, zero-filled; roll: 0..jitter px, wrapped. [default: mode's]")
 @click.option("--no-compensators", is_flag=True, help="M=0: random real images with static labels (the baseline).")
 @click.option("--device", default="auto", show_default=True, help="cpu, cuda, cuda:N; auto = cuda when available.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
@@ -52,18 +60,19 @@ logger = logging.getLogger(__name__)
 @click.option("--name", "card_name", default=None, help="Name of the published set, for its README.md card. [default: DATASET-ipcN]")
 @click.option("--license", "card_license", default=None, help="Licence of the published set (e.g. CC-BY-4.0), for its card. [default: not stated]")
 def distill(dataset: str | None, ipc: int, teachers: tuple[str, ...], out: str, preset: str | None, iterations: int | None,
-            lr: float | None, r_bn: float | None, no_compensators: bool, device: str, no_progress: bool, as_json: bool,
-            **overrides: object) -> None:
+            lr: float | None, r_bn: float | None, no_compensators: bool, device: str, no_progress: bool, as_json: bool, mode: str,
+            clip: str | None, jitter: int | None, jitter_mode: str | None, **overrides: object) -> None:
     """Optimize INFER compensators and static labels; write shards to --out."""
     from infer_distill.config import DEFAULT_PRESET, TeacherSpec, create_preset
     from infer_distill.pipeline import distill as run
     from infer_distill.sources import parse_spec
 
     name = preset or DEFAULT_PRESET.get(parse_spec(dataset or "embedded")[0], "cifar10")
-    cfg = create_preset(name, dataset=dataset, ipc=ipc, teachers=tuple(TeacherSpec.parse(t) for t in teachers),
+    cfg = create_preset(name, mode=mode, dataset=dataset, ipc=ipc, teachers=tuple(TeacherSpec.parse(t) for t in teachers),
                         compensators=not no_compensators, **overrides)
-    optim = {k: v for k, v in {"iterations": iterations, "lr": lr, "r_bn": r_bn}.items() if v is not None}
-    cfg = dataclasses.replace(cfg, optim=dataclasses.replace(cfg.optim, **optim))
+    optim = {k: v for k, v in {"iterations": iterations, "lr": lr, "r_bn": r_bn, "clip": clip}.items() if v is not None}
+    augment = {k: v for k, v in {"jitter": jitter, "jitter_mode": jitter_mode}.items() if v is not None}
+    cfg = dataclasses.replace(cfg, optim=dataclasses.replace(cfg.optim, **optim), augment=dataclasses.replace(cfg.augment, **augment))
     main_rank = os.environ.get("RANK", "0") == "0"  # under torchrun only rank 0 reports
     index = run(cfg, out, progress=None if no_progress or not main_rank else _bar(), device=device)
     if not main_rank:

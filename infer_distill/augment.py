@@ -2,7 +2,8 @@
 
 Each group draws its own parameters from its own ``torch.Generator`` every step, so a group sees
 the same augmentation whether it is optimized alone or batched with others. Shifts pad with
-zeros and crop (no wrap-around, unlike ``torch.roll``); large images can also get a
+zeros and crop (no wrap-around); ``jitter_mode="roll"`` reproduces the official code instead:
+``torch.roll`` by 0..jitter pixels per axis, wrapping the image. Large images can also get a
 random-resized crop back to full size and a horizontal flip.
 """
 
@@ -58,7 +59,10 @@ def augment_groups(x: torch.Tensor, gens: list[torch.Generator], cfg: AugmentCon
             xg = F.interpolate(xg[..., top:top + ch, left:left + cw], size=(h, w), mode="bilinear", align_corners=False)
         if cfg.flip and bool(torch.rand(1, generator=gen) < 0.5):
             xg = xg.flip(-1)
-        if cfg.jitter > 0:
+        if cfg.jitter > 0 and cfg.jitter_mode == "roll":
+            dy, dx = torch.randint(0, cfg.jitter + 1, (2,), generator=gen).tolist()
+            xg = torch.roll(xg, shifts=(dy, dx), dims=(-2, -1))  # official: wraps around, offsets 0..jitter
+        elif cfg.jitter > 0:
             dy, dx = torch.randint(-cfg.jitter, cfg.jitter + 1, (2,), generator=gen).tolist()
             xg = _shift(xg, dy, dx, cfg.jitter)
         out.append(xg)

@@ -13,7 +13,10 @@ every image's logits depend on its own group's ``u`` only; with the BN term comp
 ``d loss / d u^g = d L_g / d u^g`` exactly, and Adam is elementwise, so batching G groups gives the
 same compensators as optimizing them one at a time. The optimization variable lives in
 normalized-image units (as in the reference code, so ``lr`` keeps its meaning); the result is
-returned in [0, 1]-pixel units, clipped to [-1, 1] after every step.
+returned in [0, 1]-pixel units, clipped to [-1, 1] after every step. With ``optim.clip="save"``
+(the official code's choice) the teacher sees the unclamped ``P^g + u^g`` and nothing is
+projected; only the returned compensator is clipped to [-1, 1], which changes no stored
+composite ``clamp(P + u, 0, 1)`` (decision 0020).
 """
 
 from __future__ import annotations
@@ -122,22 +125,27 @@ def optimize_compensators(
     x0 = bases.to(torch.float32) / 255.0  # (G, K, C, H, W)
     z = torch.zeros(g, 1, c, h, w, device=dev, requires_grad=True)  # (G, 1, C, H, W), normalized units
     bound = 1.0 / std_t  # |u| <= 1 pixel range, in normalized units
+    clamped = optim.clip == "forward"
     opt = torch.optim.Adam([z], lr=optim.lr, betas=optim.betas)
     losses = torch.empty(optim.iterations, g, device=dev)
     ces = torch.empty(optim.iterations, g, device=dev)
     for step in range(optim.iterations):
         for group in opt.param_groups:
             group["lr"] = cosine_lr(optim.lr, step, optim.iterations)
-        x = (x0 + z * std_t).clamp(0.0, 1.0)  # (G, K, C, H, W)
+        x = x0 + z * std_t  # (G, K, C, H, W)
+        if clamped:
+            x = x.clamp(0.0, 1.0)
         x = augment_groups(x, generators, augment)
         per_group, ce = group_loss(teacher, x, classes, mean=mean_t, std=std_t, optim=optim)
         opt.zero_grad(set_to_none=True)
         per_group.sum().backward()
         opt.step()
-        with torch.no_grad():
-            z.copy_(torch.maximum(torch.minimum(z, bound), -bound))
+        if clamped:
+            with torch.no_grad():
+                z.copy_(torch.maximum(torch.minimum(z, bound), -bound))
         losses[step], ces[step] = per_group.detach(), ce.detach()
         if on_step is not None:
             on_step(step)
-    u = (z.detach() * std_t).squeeze(1)  # (G, C, H, W), pixel units
+    # |u| > 1 composes like |u| = 1 (clamp(base + u, 0, 1) with base in [0, 1]): clipping on save loses nothing
+    u = (z.detach() * std_t).squeeze(1).clamp(-1.0, 1.0)  # (G, C, H, W), pixel units
     return CompensatorResult(u.cpu().contiguous(), losses.cpu(), ces.cpu())

@@ -16,6 +16,10 @@ from infer_data.errors import ConfigError
 from infer_data.registry import Registry
 
 
+CLIP_MODES = ("forward", "save")  # OptimConfig.clip
+JITTER_MODES = ("shift", "roll")  # AugmentConfig.jitter_mode
+
+
 @dataclass(frozen=True)
 class OptimConfig:
     """Compensator optimization (INFER: Adam on u, cosine decay)."""
@@ -25,26 +29,32 @@ class OptimConfig:
     r_bn: float = 1.0  # weight of the BatchNorm-statistics term against cross-entropy
     first_bn_multiplier: float = 10.0  # extra weight of the first BN layer that fires
     betas: tuple[float, float] = (0.5, 0.9)  # Adam betas
+    clip: str = "forward"  # "forward": clamp base + u to [0, 1] each step and keep |u| <= 1; "save": official, unclamped, clipped when stored
 
     def __post_init__(self) -> None:
         if self.lr <= 0 or self.iterations < 1 or self.r_bn < 0 or self.first_bn_multiplier < 0:
             raise ConfigError(f"optim: need lr > 0, iterations >= 1, r_bn >= 0, first_bn_multiplier >= 0; got {self}")
+        if self.clip not in CLIP_MODES:
+            raise ConfigError(f"--clip {self.clip!r} is not known; choose one of {', '.join(CLIP_MODES)}")
         if not all(0 <= b < 1 for b in self.betas):
             raise ConfigError(f"optim: betas must lie in [0, 1), got {self.betas}")
 
 
 @dataclass(frozen=True)
 class AugmentConfig:
-    """Per-step random augmentation of base + u before the teacher (no wrap-around)."""
+    """Per-step random augmentation of base + u before the teacher (no wrap-around unless jitter_mode="roll")."""
 
     jitter: int = 4  # max random shift in pixels, each axis, zero-padded
     resized_crop: bool = False  # RandomResizedCrop back to the image size (large images)
     crop_scale: tuple[float, float] = (0.08, 1.0)  # area fraction range of the resized crop
     flip: bool = False  # random horizontal flip, p = 0.5
+    jitter_mode: str = "shift"  # "shift": +-jitter px, zero-filled; "roll": official, 0..jitter px with wrap-around
 
     def __post_init__(self) -> None:
         if self.jitter < 0:
             raise ConfigError(f"augment: jitter must be >= 0 pixels, got {self.jitter}")
+        if self.jitter_mode not in JITTER_MODES:
+            raise ConfigError(f"--jitter-mode {self.jitter_mode!r} is not known; choose one of {', '.join(JITTER_MODES)}")
         lo, hi = self.crop_scale
         if not 0 < lo <= hi <= 1:
             raise ConfigError(f"augment: crop_scale must satisfy 0 < min <= max <= 1, got {self.crop_scale}")
@@ -236,14 +246,39 @@ def list_presets(pattern: str = "*") -> list[str]:
     return PRESETS.list(pattern)
 
 
-def create_preset(name: str, **overrides: Any) -> DistillConfig:
-    """The preset ``name`` with top-level fields replaced by ``overrides`` (None values ignored).
+MODES = ("default", "official")
+
+# preset -> the fixed normalization constants the official code uses for that dataset
+OFFICIAL_NORMALIZATION = {"cifar10": "cifar10", "cifar100": "cifar100", "tinyimagenet": "tinyimagenet", "imagenet1k": "imagenet"}
+
+
+def official(cfg: DistillConfig) -> DistillConfig:
+    """``cfg`` with the official INFER code's choices (decision 0020).
+
+    The teacher sees the unclamped ``base + u`` and only the stored compensator is clipped
+    (``optim.clip="save"``), jitter is ``torch.roll`` by 0..jitter pixels (``jitter_mode="roll"``),
+    and the CIFAR-10/100, Tiny-ImageNet and ImageNet presets normalize with the official fixed
+    constants instead of the data's statistics. Other presets keep their normalization.
+    """
+    return dataclasses.replace(
+        cfg, preset=f"{cfg.preset}+official", normalization=OFFICIAL_NORMALIZATION.get(cfg.preset, cfg.normalization),
+        optim=dataclasses.replace(cfg.optim, clip="save"), augment=dataclasses.replace(cfg.augment, jitter_mode="roll"))
+
+
+def create_preset(name: str, *, mode: str = "default", **overrides: Any) -> DistillConfig:
+    """The preset ``name`` (in ``mode``) with top-level fields replaced by ``overrides`` (None values ignored).
+
+    Args:
+        mode: "default" (the package's choices) or "official" (:func:`official`, applied before the overrides).
 
     Raises:
         RegistryError: unknown preset.
-        ConfigError: an unknown field or an invalid value.
+        ConfigError: an unknown mode or field, or an invalid value.
     """
+    if mode not in MODES:
+        raise ConfigError(f"--mode {mode!r} is not known; choose one of {', '.join(MODES)}")
     cfg = PRESETS.get(name)()
+    cfg = official(cfg) if mode == "official" else cfg
     fields = {f.name for f in dataclasses.fields(DistillConfig)}
     unknown = sorted(set(overrides) - fields)
     if unknown:

@@ -120,6 +120,10 @@ def create_source(spec: str = DEFAULT_SOURCE, split: str = "train", *, data_root
 # name -> (mean, std) per channel, [0, 1] units
 NORMALIZATIONS: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
     "imagenet": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),  # torchvision's ImageNet-1k weights
+    # the fixed constants of the official INFER code (its teachers were trained with them)
+    "cifar10": ((0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)),
+    "cifar100": ((0.5071, 0.4867, 0.4408), (0.2675, 0.2565, 0.2761)),
+    "tinyimagenet": ((0.4802, 0.4481, 0.3975), (0.2302, 0.2265, 0.2262)),
 }
 SOURCE_NORMALIZATION = "source"
 

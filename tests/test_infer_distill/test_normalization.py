@@ -85,7 +85,7 @@ def test_cli_normalization_and_shard_size_errors(tmp_path: Path) -> None:
         return result.exit_code, result.output
 
     code, out = run("--normalization", "cifar")
-    assert code == 1 and "Error: --normalization 'cifar' is not known; choose one of imagenet, source" in out
+    assert code == 1 and "Error: --normalization 'cifar' is not known; choose one of cifar10, cifar100, imagenet, source, tinyimagenet" in out
     code, out = run("--shard-size", "-1")
     assert code == 1 and "Error: --shard-size must be a number of groups >= 1 (or 0 for the default), got -1" in out
     code, out = run("--help")
