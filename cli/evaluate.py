@@ -33,11 +33,16 @@ import click
 @click.option("--mixup-beta", type=float, default=None, help="MixUp Beta parameter, 0 = off. [default: preset's]")
 @click.option("--eval-every", type=int, default=None, help="Test every N epochs (and after the last).")
 @click.option("--seed", type=int, default=None, help="Seed of init, order, augmentation and MixUp.")
+@click.option("--mode", type=click.Choice(["default", "official"]), default="default", show_default=True,
+              help="official: the official INFER validation (MixUp Beta(0.8, 0.8), fp32, per-epoch cosine, "
+                   "paper_top1 = best of every 10th epoch, dynamic epochs = static / (M + 1)).")
+@click.option("--precision", type=click.Choice(["bf16", "fp32"]), default=None,
+              help="Student arithmetic on CUDA (CPU runs fp32). [default: bf16; official mode fp32]")
 @click.option("--device", default="auto", show_default=True, help="cpu, cuda, cuda:N; auto = cuda when available, else cpu.")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object (key top1, best_top1, config, history).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object (key top1, best_top1, paper_top1, config, history).")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 def evaluate(root: str, test_data: str | None, data_root: str | None, preset: str | None, teachers: tuple[str, ...],
-             device: str | None, as_json: bool, no_progress: bool, **overrides: object) -> None:
+             device: str | None, as_json: bool, no_progress: bool, mode: str, precision: str | None, **overrides: object) -> None:
     """Train a student on the distilled set at ROOT; report final-epoch test top-1."""
     from infer_data.errors import ConfigError
     from infer_distill.evaluate import config_for
@@ -45,7 +50,8 @@ def evaluate(root: str, test_data: str | None, data_root: str | None, preset: st
 
     if teachers and overrides["labels"] != "dynamic":
         raise ConfigError("--teacher is only used with --labels dynamic (static labels are stored); add --labels dynamic or drop --teacher")
-    config = config_for(root, preset, **overrides)
+    amp = None if precision is None else precision == "bf16"
+    config = config_for(root, preset, mode=mode, amp=amp, **overrides)
     result = run(root, config, test_data=test_data, teachers=teachers, device=device, data_root=data_root,
                  progress=not no_progress)
     if not _is_rank_zero():
@@ -58,6 +64,9 @@ def evaluate(root: str, test_data: str | None, data_root: str | None, preset: st
                f"({c['world_size']} process(es), {c['device']}), {result.seconds:.1f} s")
     click.echo(f"top-1 (final epoch):      {result.top1:.2f}%  on {c['test_data']}")
     click.echo(f"best epoch {result.best_epoch:>4} top-1:   {result.best_top1:.2f}%  (best of the evaluated epochs; optimistic)")
+    if result.paper_top1 is not None:
+        click.echo(f"paper_top1:               {result.paper_top1:.2f}%  (best of epochs 1, 1+{c['paper_every']}, ... and the last, "
+                   "as the paper reports; optimistic)")
 
 
 def _is_rank_zero() -> bool:

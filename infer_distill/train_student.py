@@ -30,7 +30,7 @@ logger = logging.getLogger(__name__)
 
 LABEL_MODES = ("static", "dynamic")
 OPTIMIZERS = ("adamw", "sgd")
-SCHEDULES = ("cosine", "constant")
+SCHEDULES = ("cosine", "cosine_epoch", "constant")
 
 
 @dataclass(frozen=True)
@@ -45,15 +45,16 @@ class StudentConfig:
     lr: float = 1e-3  # peak learning rate
     weight_decay: float = 0.01  # decoupled (AdamW) or L2 (SGD)
     momentum: float = 0.9  # SGD momentum
-    schedule: str = "cosine"  # per-step cosine decay to 0, or "constant"
+    schedule: str = "cosine"  # per-step cosine decay to 0; "cosine_epoch": stepped once per epoch (official); "constant"
     warmup_epochs: float = 0.0  # linear warmup before the schedule, in epochs
     temperature: float = 30.0  # T of the KL loss (30 in the reference code)
     mixup_beta: float = 1.0  # Beta(beta, beta) MixUp; 0 turns MixUp off
     augment: str = "auto"  # see infer_data.augment: "auto" = crop+flip <= 64 px, resized crop+flip above
     padding: int = 4  # zero border of the random crop, pixels
     eval_every: int = 1  # evaluate on the test split every this many epochs (and after the last)
+    paper_every: int = 0  # > 0: also test at epochs 1, 1 + N, 1 + 2N, ... and the last; paper_top1 = best of those (official: 10)
     eval_batch_size: int = 500  # test images per forward pass
-    amp: bool = True  # bf16 autocast on CUDA (ignored on CPU)
+    amp: bool = True  # bf16 autocast on CUDA (ignored on CPU); False = fp32 (official)
     channels_last: bool = True  # channels_last memory format on CUDA (ignored on CPU)
     seed: int = 0  # student init, permutations, augmentation, MixUp
 
@@ -65,6 +66,8 @@ class StudentConfig:
         for name in ("epochs", "batch_size", "eval_every", "eval_batch_size"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name}={getattr(self, name)} must be >= 1")
+        if self.paper_every < 0:
+            raise ConfigError(f"paper_every={self.paper_every} must be >= 0 (0 = no paper_top1)")
         if self.lr <= 0 or self.temperature <= 0:
             raise ConfigError(f"lr={self.lr} and temperature={self.temperature} must be > 0")
         if self.weight_decay < 0 or self.warmup_epochs < 0:
@@ -98,9 +101,10 @@ class EvalResult:
     history: list[dict[str, float]] = field(default_factory=list)  # per epoch: epoch, loss, lr, [top1]
     config: dict[str, Any] = field(default_factory=dict)  # the StudentConfig and run facts
     seconds: float = 0.0  # wall time of the training loop, evaluation included
+    paper_top1: float | None = None  # best top-1 at epochs 1, 1 + paper_every, ... and the last, as the paper reports; None if off
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready: ``top1``, ``best_top1`` (best epoch, optimistic), history and config."""
+        """JSON-ready: ``top1``, ``best_top1`` (best epoch, optimistic), ``paper_top1``, history and config."""
         return asdict(self)
 
 
@@ -158,13 +162,25 @@ def _optimizer(model: nn.Module, config: StudentConfig) -> torch.optim.Optimizer
     return torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
 
 
-def _lr_factor(step: int, total: int, warmup: int, schedule: str) -> float:
-    """Multiplier of the peak lr at optimizer step ``step`` (0-based) of ``total``."""
+def _lr_factor(step: int, total: int, warmup: int, schedule: str, per_epoch: int = 1) -> float:
+    """Multiplier of the peak lr at optimizer step ``step`` (0-based) of ``total``; ``per_epoch`` steps make an epoch."""
     if step < warmup:
         return (step + 1) / warmup
     if schedule == "constant":
         return 1.0
+    if schedule == "cosine_epoch":  # constant within an epoch, as a per-epoch CosineAnnealingLR
+        return 0.5 * (1.0 + math.cos(math.pi * ((step - warmup) // per_epoch) / max(1, (total - warmup) // per_epoch)))
     return 0.5 * (1.0 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
+
+
+def paper_epoch(epoch: int, every: int, epochs: int) -> bool:
+    """Whether 1-based ``epoch`` is one the official code tests at (1, 1 + every, ..., and the last).
+
+    Example:
+        >>> [e for e in range(1, 26) if paper_epoch(e, 10, 25)]
+        [1, 11, 21, 25]
+    """
+    return every > 0 and ((epoch - 1) % every == 0 or epoch == epochs)
 
 
 def _check_compatible(dataset: InferDataset, test_source: EvalSource, teachers: Sequence[nn.Module] | None,
@@ -249,22 +265,25 @@ def _run(student: nn.Module, loader: DeviceLoader, test_source: EvalSource, conf
     model = _wrap_ddp(student, dev)
     opt = _optimizer(model, config)
     total, warmup = config.epochs * len(loader), round(config.warmup_epochs * len(loader))
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _lr_factor(s, total, warmup, config.schedule))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _lr_factor(s, total, warmup, config.schedule, len(loader)))
     test = EvalSplit(test_source, loader.data.mean, loader.data.std, loader.image_size, dev)
     history: list[dict[str, float]] = []
-    best, best_epoch, top1 = -1.0, 0, 0.0
+    best, best_epoch, top1, paper = -1.0, 0, 0.0, None
     bar = _progress(config.epochs, progress)
     start = time.perf_counter()
     for epoch in range(config.epochs):
         loader.set_epoch(epoch)
         loss = _train_epoch(model, loader, opt, sched, teachers, config)
         row = {"epoch": epoch + 1, "loss": loss, "lr": opt.param_groups[0]["lr"]}
-        if (epoch + 1) % config.eval_every == 0 or epoch + 1 == config.epochs:
+        at_paper = paper_epoch(epoch + 1, config.paper_every, config.epochs)
+        if (epoch + 1) % config.eval_every == 0 or epoch + 1 == config.epochs or at_paper:
             _sync_buffers(student)
             top1 = test.top1(student, config)
             row["top1"] = top1
             if top1 > best:
                 best, best_epoch = top1, epoch + 1
+            if at_paper:
+                paper = max(top1, paper if paper is not None else top1)
             logger.info("epoch %d/%d loss %.4f top1 %.2f%%", epoch + 1, config.epochs, loss, top1)
         history.append(row)
         if bar is not None:
@@ -274,7 +293,7 @@ def _run(student: nn.Module, loader: DeviceLoader, test_source: EvalSource, conf
         bar.close()
     facts = {"instances": loader.num_instances, "world_size": loader.world_size, "device": str(dev),
              "steps_per_epoch": len(loader)}
-    return EvalResult(top1, best, best_epoch, history, config.to_dict() | facts, time.perf_counter() - start)
+    return EvalResult(top1, best, best_epoch, history, config.to_dict() | facts, time.perf_counter() - start, paper)
 
 
 def _sync_buffers(model: nn.Module) -> None:
