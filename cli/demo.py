@@ -13,7 +13,8 @@ import click
 @click.option("--iterations", type=int, default=None, help="Compensator optimization steps. [default: 100]")
 @click.option("--student-epochs", type=int, default=None, help="Student training epochs. [default: 30]")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of the table.")
-def demo(out: str, iterations: int | None, student_epochs: int | None, as_json: bool) -> None:
+@click.option("-q", "--quiet", is_flag=True, help="No step messages on stderr; the table (or JSON) only.")
+def demo(out: str, iterations: int | None, student_epochs: int | None, as_json: bool, quiet: bool) -> None:
     """Teachers -> INFER distillation (ipc 10) -> student, next to a random-real baseline."""
     from dataclasses import asdict, replace
 
@@ -21,7 +22,7 @@ def demo(out: str, iterations: int | None, student_epochs: int | None, as_json: 
 
     cfg = DemoConfig()
     cfg = replace(cfg, iterations=iterations or cfg.iterations, student_epochs=student_epochs or cfg.student_epochs)
-    say = (lambda msg: None) if as_json else (lambda msg: click.echo(msg, err=True))
+    say = (lambda msg: None) if as_json or quiet else (lambda msg: click.echo(msg, err=True))
     report = run_demo(out, cfg, say=say)
     if as_json:
         click.echo(json.dumps(asdict(report), indent=1))

@@ -38,8 +38,9 @@ def test_demo_tiny_then_cli_reuses_the_outputs(tmp_path: Path, embedded_teachers
     assert code_out.exit_code == 0, code_out.output
     again = json.loads(code_out.output)
     assert [r["stored_bytes"] for r in again["rows"]] == [r.stored_bytes for r in report.rows]  # reused, not redone
-    table = CliRunner().invoke(main, ["demo", "--out", str(out), "--student-epochs", "1"])
+    table = CliRunner().invoke(main, ["demo", "--out", str(out), "--student-epochs", "1", "--quiet"])
     assert table.exit_code == 0 and "INFER" in table.output and "random real" in table.output and "student top-1" in table.output
+    assert table.stderr == ""  # --quiet: no step messages (run_demo's say, checked above)
 
 
 def test_demo_cli_rejects_a_file_as_folder(tmp_path: Path) -> None:
