@@ -43,22 +43,23 @@ def _reset_peak() -> None:
         pass
 
 
-def worker(seed: int, start: int, stop: int, work: Path) -> None:
-    """Run cases ``start..stop-1`` and print one JSON line per event."""
+def worker(seed: int, start: int, stop: int, work: Path, lane: str) -> None:
+    """Run cases ``start..stop-1`` of ``lane`` (``full`` or ``fast``) and print one JSON line per event."""
     sys.path[:] = [str(ROOT / "tests"), str(ROOT)] + [p for p in sys.path if Path(p or ".").resolve() != ROOT / "bench"]
+    from fuzz.fastlane import FastLane
     from fuzz.harness import Fuzzer, case_plan
 
-    fz = Fuzzer(work)
-    print(json.dumps({"ready": True}), flush=True)
+    fz = Fuzzer(work) if lane == "full" else FastLane(work)
+    print(json.dumps({"ready": True, "rss_kib": _rss_kib("VmRSS")}), flush=True)
     for i in range(start, stop):
-        _, variant, kind = case_plan(seed, i)
-        print(json.dumps({"start": i, "kind": kind, "variant": variant}), flush=True)
-        _reset_peak()
-        for variant, kind, out in fz.run(seed, i):
+        kind = case_plan(seed, i)[2] if lane == "full" else "?"
+        print(json.dumps({"start": i, "kind": kind}), flush=True)
+        for variant, kind, out in fz.run(seed, i, on_mutated=_reset_peak):
             print(json.dumps({"i": i, "variant": variant, "kind": kind, "reader": out.reader, "result": out.result,
                               "detail": out.detail, "peak_kib": _rss_kib("VmHWM")}), flush=True)
             _reset_peak()
-    fz.close()
+    if isinstance(fz, Fuzzer):
+        fz.close()
     print(json.dumps({"finished": True}), flush=True)
 
 
@@ -72,6 +73,7 @@ class Tally:
                                                                     "kind": collections.defaultdict(collections.Counter)}
         self.defects: collections.Counter[str] = collections.Counter()
         self.inputs = 0
+        self.baseline_mib = 0  # a worker's RSS after its setup, before any case
 
     def add(self, ev: dict[str, Any]) -> None:
         res = ev["result"]
@@ -104,17 +106,18 @@ class Tally:
         return "\n".join(rows)
 
 
-def _spawn(seed: int, start: int, stop: int, work: Path) -> subprocess.Popen[str]:
-    cmd = [sys.executable, __file__, "--worker", "--seed", str(seed), "--start", str(start), "--stop", str(stop), "--work", str(work)]
+def _spawn(seed: int, start: int, stop: int, work: Path, lane: str) -> subprocess.Popen[str]:
+    cmd = [sys.executable, __file__, "--worker", "--seed", str(seed), "--start", str(start), "--stop", str(stop), "--work", str(work),
+           "--lane", lane]
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, cwd=ROOT, env=os.environ | {"INFER_FETCH_DEADLINE": "1"})
 
 
-def run(cases: int, seed: int, workers: int, timeout: float, work: Path) -> Tally:
-    """Run ``cases`` cases over ``workers`` children; returns the tally."""
+def run(cases: int, seed: int, workers: int, timeout: float, work: Path, lane: str = "full") -> Tally:
+    """Run ``cases`` cases of ``lane`` over ``workers`` children; returns the tally."""
     tally = Tally()
     per = -(-cases // workers)
     jobs = {w: [w * per, min(cases, (w + 1) * per)] for w in range(workers)}
-    procs = {w: _spawn(seed, *jobs[w], work / f"w{w}") for w in jobs if jobs[w][0] < jobs[w][1]}
+    procs = {w: _spawn(seed, *jobs[w], work / f"{lane}{w}", lane) for w in jobs if jobs[w][0] < jobs[w][1]}
     current: dict[int, dict[str, Any]] = {}
     last = {w: time.monotonic() for w in procs}
     while procs:
@@ -128,7 +131,9 @@ def run(cases: int, seed: int, workers: int, timeout: float, work: Path) -> Tall
                     continue
                 last[w] = time.monotonic()
                 ev = json.loads(line)
-                if "start" in ev:
+                if "ready" in ev:
+                    tally.baseline_mib = max(tally.baseline_mib, ev["rss_kib"] // 1024)
+                elif "start" in ev:
                     current[w] = ev | {"readers": set()}
                     tally.inputs += 1
                 elif "reader" in ev:
@@ -138,13 +143,13 @@ def run(cases: int, seed: int, workers: int, timeout: float, work: Path) -> Tall
                 p.kill()
                 p.wait()
                 ev = current.pop(w)
-                from_reader = next((r for r in ("verify", "dataset_sha", "dataset_nosha", "wds_sha", "stream_http", "url_fetch")
-                                    if r not in ev["readers"]), "?")
+                order = ("verify", "dataset_sha", "dataset_nosha", "wds_sha", "stream_http", "url_fetch") if lane == "full" else ("fast",)
+                from_reader = next((r for r in order if r not in ev["readers"]), "?")
                 tally.hang(ev["kind"], from_reader)
                 jobs[w][0] = ev["start"] + 1
                 del procs[w]
                 if jobs[w][0] < jobs[w][1]:
-                    procs[w] = _spawn(seed, *jobs[w], work / f"w{w}")
+                    procs[w] = _spawn(seed, *jobs[w], work / f"{lane}{w}", lane)
                     last[w] = time.monotonic()
     return tally
 
@@ -155,24 +160,34 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--timeout", type=float, default=60.0, help="seconds without progress that make a hang")
+    ap.add_argument("--fast", type=int, default=0, help="inputs for the fast lanes (index parser, group decoder), after the cases")
     ap.add_argument("--out", type=Path, default=None, help="write the tables and defect list as JSON here")
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--start", type=int, default=0, help=argparse.SUPPRESS)
     ap.add_argument("--stop", type=int, default=0, help=argparse.SUPPRESS)
     ap.add_argument("--work", type=Path, default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--lane", default="full", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
-        worker(args.seed, args.start, args.stop, args.work)
+        worker(args.seed, args.start, args.stop, args.work, args.lane)
         return
-    t0 = time.time()
-    with tempfile.TemporaryDirectory(prefix="infer-fuzz-") as tmp:
-        tally = run(args.cases, args.seed, args.workers, args.timeout, Path(tmp))
-    print(f"{tally.inputs} mutated datasets, seed {args.seed}, {time.time() - t0:.0f} s wall\n")
-    print(tally.table("reader") + "\n\n" + tally.table("kind") + "\n")
-    for text, n in tally.defects.most_common(40):
-        print(f"{n:6d}  {text}")
+    results = {}
+    for lane, n in (("full", args.cases), ("fast", args.fast)):
+        if n <= 0:
+            continue
+        t0 = time.time()
+        with tempfile.TemporaryDirectory(prefix="infer-fuzz-") as tmp:
+            tally = run(n, args.seed, args.workers, args.timeout, Path(tmp), lane)
+        what = "mutated datasets, each through every reader" if lane == "full" else "mutated inputs to the shared gates"
+        print(f"[{lane}] {tally.inputs} {what}, seed {args.seed}, {time.time() - t0:.0f} s wall, "
+              f"worker RSS after setup {tally.baseline_mib} MiB\n")
+        print(tally.table("reader") + "\n\n" + tally.table("kind") + "\n")
+        for text, count in tally.defects.most_common(40):
+            print(f"{count:6d}  {text}")
+        print(flush=True)
+        results[lane] = {"inputs": tally.inputs, "baseline_mib": tally.baseline_mib, "seconds": round(time.time() - t0), "by": tally.by, "defects": tally.defects}
     if args.out is not None:
-        args.out.write_text(json.dumps({"inputs": tally.inputs, "seed": args.seed, "by": tally.by, "defects": tally.defects}, indent=1))
+        args.out.write_text(json.dumps({"seed": args.seed, **results}, indent=1))
 
 
 if __name__ == "__main__":

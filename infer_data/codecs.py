@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import math
+import tokenize
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
 
@@ -183,7 +184,8 @@ def _npy_header(data: bytes, where: str) -> tuple[tuple[Any, ...], bool, np.dtyp
         if read is None:
             raise ValueError(f"unsupported .npy version {version}")
         shape, fortran, dtype = read(fh, max_header_size=NPY_HEADER_ALLOWANCE)
-    except (ValueError, OSError, EOFError, SyntaxError, TypeError) as exc:
+    except (ValueError, OSError, EOFError, SyntaxError, TypeError, KeyError, IndexError, OverflowError, RecursionError,
+            tokenize.TokenError) as exc:  # numpy parses the header with tokenize and ast
         raise CodecError(f"{where}: not a valid .npy array ({' '.join(str(exc).split())[:160]}); re-download the shard") from None
     if dtype.hasobject or dtype.fields is not None or dtype.subdtype is not None:
         raise CodecError(f"{where}: a .npy array of dtype {dtype}, which infer-data never writes; refusing it")

@@ -8,6 +8,7 @@ served with sha256 on; re-signed ones may be served only if they decode to valid
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import json
@@ -76,8 +77,20 @@ def write_members(members: list[tuple[tarfile.TarInfo, bytes]]) -> bytes:
     return buf.getvalue()
 
 
+MEMBER_TARGET: dict[str, bytes] | None = None  # when set, member kinds edit this {member name: bytes} instead of a shard
+
+
 def edit_member(rng: random.Random, root: Path, suffixes: tuple[str, ...], edit: Callable[[str, bytes], bytes]) -> bool:
-    """Replace one member whose name ends with one of ``suffixes`` by ``edit(name, data)``; re-sign."""
+    """Replace one member whose name ends with one of ``suffixes`` by ``edit(name, data)``; re-sign.
+
+    With :data:`MEMBER_TARGET` set the member is picked from, and written back to, that dict.
+    """
+    if MEMBER_TARGET is not None:
+        hits = sorted(n for n in MEMBER_TARGET if ("." + n).endswith(suffixes))
+        if hits:
+            name = rng.choice(hits)
+            MEMBER_TARGET[name] = edit(name, MEMBER_TARGET[name])
+        return True
     obj, i, path = pick_shard(rng, root)
     members = read_members(path)
     hits = [j for j, (info, _) in enumerate(members) if info.name.endswith(suffixes)]
@@ -102,6 +115,26 @@ def same_wrapping(name: str, raw: bytes) -> bytes:
 
 def unwrap(name: str, data: bytes) -> bytes:
     return zstandard.ZstdDecompressor().decompressobj().decompress(data) if name.endswith(".zst") else data
+
+
+@functools.lru_cache(maxsize=8)
+def zeros_zlib(n: int) -> bytes:
+    """``n`` zero bytes, zlib level 9 (a decompression bomb; cached, it is slow to build)."""
+    return zlib.compress(b"\x00" * n, 9)
+
+
+@functools.lru_cache(maxsize=8)
+def zeros_zstd(n: int) -> bytes:
+    """``n`` zero bytes, zstd-compressed (cached)."""
+    return zstandard.ZstdCompressor(level=3).compress(b"\x00" * n)
+
+
+@functools.lru_cache(maxsize=8)
+def zeros_npz(n: int) -> bytes:
+    """An .npz archive holding ``n`` zero bytes (cached)."""
+    buf = io.BytesIO()
+    np.savez(buf, a=np.zeros(n, np.uint8))
+    return buf.getvalue()
 
 
 def png_chunk(kind_: bytes, payload: bytes) -> bytes:
@@ -231,7 +264,7 @@ def png_chunk_bomb(rng: random.Random, root: Path) -> bool:
     """Insert a zTXt / iCCP bomb or a huge tEXt chunk after a PNG member's IHDR."""
 
     def edit(name: str, data: bytes) -> bytes:
-        bomb = zlib.compress(b"\x00" * rng.choice([2_000_000, 20_000_000]), 9)
+        bomb = zeros_zlib(rng.choice([2_000_000, 20_000_000]))
         chunk = rng.choice([png_chunk(b"zTXt", b"k\x00\x00" + bomb), png_chunk(b"iCCP", b"icc\x00\x00" + bomb),
                             png_chunk(b"tEXt", b"k\x00" + b"v" * 300_000)])
         return data[:33] + chunk + data[33:]
@@ -282,9 +315,7 @@ def wrong_image_format(rng: random.Random, root: Path) -> bool:
 @kind("npz_in_npy")
 def npz_in_npy(rng: random.Random, root: Path) -> bool:
     def edit(name: str, data: bytes) -> bytes:
-        buf = io.BytesIO()
-        np.savez(buf, a=np.zeros(rng.choice([4, 10_000_000]), np.uint8))
-        return same_wrapping(name, buf.getvalue())
+        return same_wrapping(name, zeros_npz(rng.choice([4, 10_000_000])))
 
     return edit_member(rng, root, (".npy", ".npy.zst"), edit)
 
@@ -329,7 +360,7 @@ def nan_values(rng: random.Random, root: Path) -> bool:
 @kind("zstd_bomb")
 def zstd_bomb(rng: random.Random, root: Path) -> bool:
     def edit(name: str, data: bytes) -> bytes:
-        return zstandard.ZstdCompressor(level=3).compress(b"\x00" * rng.choice([1 << 20, 64 << 20]))
+        return zeros_zstd(rng.choice([1 << 20, 64 << 20]))
 
     return edit_member(rng, root, (".zst",), edit)
 
@@ -371,6 +402,28 @@ def group_swap(rng: random.Random, root: Path) -> bool:
         if key == keys[0]:
             info.name = f"{other}.{rest}"
     return resign(root, obj, i, write_members(members))
+
+
+@kind("member_bytes")
+def member_bytes(rng: random.Random, root: Path) -> bool:
+    """Flip, cut or extend the bytes of one member (any suffix)."""
+
+    def edit(name: str, data: bytes) -> bytes:
+        how = rng.choice(["flip", "cut", "extend", "empty"])
+        if how == "flip" and data:
+            out = bytearray(data)
+            for _ in range(rng.randint(1, 8)):
+                out[rng.randrange(len(out))] ^= 1 << rng.randrange(8)
+            return bytes(out)
+        if how == "cut":
+            return data[: rng.randrange(len(data) + 1)]
+        return data + bytes(rng.randrange(256) for _ in range(rng.randint(1, 64))) if how == "extend" else b""
+
+    return edit_member(rng, root, ("",), edit)
+
+
+MEMBER_KINDS = ("member_bytes", "png_chunk_bomb", "image_header_dims", "wrong_image_format", "npz_in_npy", "npy_header",
+                "nan_values", "zstd_bomb", "meta_json")
 
 
 # -- index.json --------------------------------------------------------------------------------

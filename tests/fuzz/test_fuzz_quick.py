@@ -45,3 +45,13 @@ def test_the_engine_is_seeded(tmp_path: Path, fuzzer: Fuzzer) -> None:
         return {p.name: p.read_bytes() for p in sorted(case.iterdir()) if p.is_file()}
 
     assert snapshot() == snapshot()
+
+
+def test_fast_lanes_have_no_defects(tmp_path: Path) -> None:
+    """300 mutated index files and group members into the shared gates: refused or parsed, never a traceback."""
+    from fuzz.fastlane import FastLane
+
+    lane = FastLane(tmp_path)
+    results = [out for i in range(300) for _, _, out in lane.run(20261, i)]
+    assert [o for o in results if o.result in ("defect", "bad_message")] == []
+    assert {o.result for o in results} >= {"same", "infer_error"}
