@@ -157,3 +157,13 @@ def test_url_roots_are_read_without_a_false_missing_index(http_root: str, tiny_d
         np.testing.assert_array_equal(r.bases, want.bases)
     pipeline = wds.WebDataset(urls, shardshuffle=False).compose(expand_groups(http_root))
     _assert_same(list(pipeline), InferDataset(tiny_dir))
+
+
+@pytest.mark.parametrize("form", ["file://{}", "pipe:cat {}/{{}}"])
+def test_file_and_pipe_roots(tiny_dir: Path, tiny_groups: list, form: str) -> None:
+    root = form.format(tiny_dir)
+    names = [f"shard-{i:06d}.tar" for i in range(3)]
+    want = [f"file://{tiny_dir}/{n}" for n in names] if root.startswith("file:") else [f"pipe:cat {tiny_dir}/{n}" for n in names]
+    assert shard_urls(root) == want
+    assert [r.source_indices.tolist() for r in group_pipeline(root)] == [g.source_indices.tolist() for g in tiny_groups]
+    _assert_same(list(wds.WebDataset(shard_urls(root), shardshuffle=False).compose(expand_groups(root))), InferDataset(tiny_dir))
