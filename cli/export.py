@@ -12,8 +12,9 @@ from .options import root_argument
 @click.command()
 @root_argument
 @click.option("--out", required=True, type=click.Path(), help="New folder to create.")
-@click.option("--layout", type=click.Choice(["imagefolder", "reference"]), default="imagefolder", show_default=True,
-              help="imagefolder: OUT/<class>/<n>.ext; reference: OUT/new{c:03d}/class{c:03d}_id{i:03d}.ext")
+@click.option("--layout", type=click.Choice(["imagefolder", "reference", "files"]), default="imagefolder", show_default=True,
+              help="imagefolder: OUT/<class>/<n>.ext; reference: OUT/new{c:03d}/class{c:03d}_id{i:03d}.ext; "
+                   "files: a set from `infer import` back to its stored files, byte for byte, and labels")
 @click.option("--format", "image_format", type=click.Choice(["png", "jpeg"]), default=None,
               help="Image format [default: png for imagefolder, jpeg for reference].")
 @click.option("--quality", default=75, show_default=True, help="JPEG quality.")

@@ -26,6 +26,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "evaluate": ("evaluate", "evaluate", "Train a student on a distilled set; report real test top-1 (static or dynamic labels)."),
     "cache": ("cache", "cache", "List and clear cached datasets: URL mirrors, stream caches, decoded groups (`ls`, `clear`)."),
     "card": ("card", "card", "Regenerate a dataset folder's README.md card (name, licence, bytes, ratios, how to load)."),
+    "import": ("import_", "import_", "Pack another method's distilled image folder (any count per class, JPEGs as they are) with M = 0."),
     "plan": ("plan", "plan", "Before any work: G, instances, stored images, bytes by field per codec, compression ratios."),
 }
 

@@ -407,3 +407,4 @@ class LabelNone:
 
 # The image codecs live in their own module; importing it registers them.
 from . import image_codecs as _image_codecs  # noqa: E402,F401
+from . import import_codecs as _import_codecs  # noqa: E402,F401

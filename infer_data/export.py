@@ -9,6 +9,8 @@ Layouts:
   path component by :func:`safe_component`. Every class gets a folder, even one without
   instances (ImageFolder then needs ``allow_empty=True``). ``classes.json`` maps each folder to
   its class name as stored.
+- ``files``: a set made by ``infer import`` back to class folders of its stored files, byte for
+  byte, plus its labels (see :mod:`infer_data.export_files`).
 - ``reference``: the reference INFER code's naming, ``OUT/new{class:03d}/class{class:03d}_id{id:03d}.{ext}``
   where ``id`` counts the instances of that class in instance order (group, then view).
 
@@ -36,8 +38,9 @@ import torch
 from .dataset import InferDataset, verify_choice
 from .atomic import storage_errors
 from .errors import ConfigError
+from .export_files import check_files_layout, write_files_tree
 
-LAYOUTS = ("imagefolder", "reference")
+LAYOUTS = ("imagefolder", "reference", "files")
 IMAGE_FORMATS = ("png", "jpeg")
 EXTENSIONS = {"png": "png", "jpeg": "jpg"}
 UNSAFE_CHARS = frozenset('/\\:*?"<>|')  # path separators and characters Windows refuses in names
@@ -135,13 +138,18 @@ def export_dataset(
     out = Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise ConfigError(f"--out {out}: already exists and is not an empty folder; choose a new folder")
-    ds = InferDataset(root, target="class", verify=verify)
+    ds = InferDataset(root, target="class", verify=verify and layout != "files")  # files: each shard is checked as it is read
+    if layout == "files":
+        check_files_layout(ds.index)
     paths = instance_paths(ds, layout, EXTENSIONS[image_format])
     with storage_errors(out, resume="then export again"):
         out.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=".infer-tmp-export-", dir=out.parent))  # ours alone; removed on any failure
         try:
-            image_bytes, label_bytes = _write_tree(ds, tmp, paths, layout, image_format, quality, batch_size, progress)
+            if layout == "files":
+                image_bytes, label_bytes = write_files_tree(root, ds.index, tmp, class_folders(ds.classes), ds.targets, verify, progress)
+            else:
+                image_bytes, label_bytes = _write_tree(ds, tmp, paths, layout, image_format, quality, batch_size, progress)
             if out.exists():
                 out.rmdir()
             os.replace(tmp, out)

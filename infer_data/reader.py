@@ -356,10 +356,20 @@ def iter_groups(root: str | os.PathLike[str], index: DatasetIndex, *, verify: bo
         InferError: the first problem found, naming the shard and member.
     """
     schema = GroupSchema(index)
-    for entry in index.shards:
+    for where, members in iter_raw_groups(root, schema, verify=verify):
+        yield decode_group(members, schema, where)
+
+
+def iter_raw_groups(root: str | os.PathLike[str], schema: GroupSchema, *, verify: bool = True) -> Iterator[tuple[str, Members]]:
+    """Every group's checked, undecoded members with where they are (``"{shard} group g000003"``), in order.
+
+    Raises:
+        InferError: a missing or corrupt shard, or a member the schema does not allow.
+    """
+    for entry in schema.index.shards:
         path = shard_path(root, entry)
         with open_shard(path, entry) as f:
             if verify:
                 hash_shard(f, path, entry)
             for g, members in group_members(path, entry, schema, f):
-                yield decode_group(members, schema, f"{path} group {GROUP_KEY.format(g)}")
+                yield f"{path} group {GROUP_KEY.format(g)}", members

@@ -11,6 +11,11 @@ Glossary (INFER notation): K base images per group (one per class), M compensato
 - ``teachers``: M names, the teacher architecture each compensator was optimized against.
 - ``labels``: float32 [K * (M + 1), NC] static soft-label logits, row ``j * K + k`` (view j
   of base k, view 0 = base alone), or ``None`` when only hard labels are kept.
+- ``base_files``: for the ``passthrough`` base codec only, the K already-encoded image files
+  (bytes) that ``bases`` decode from; they are stored byte for byte. ``None`` otherwise.
+- ``crops``: for the ``crops`` labels codec only, float32 [K * (M + 1), R, 5 + NC]: per
+  instance R crops, each top, left, height, width (fractions of the image side), flip (0 or 1)
+  and NC logits. ``None`` otherwise.
 """
 
 from __future__ import annotations
@@ -34,6 +39,8 @@ class GroupRecord:
     teachers: list[str]
     labels: np.ndarray | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    base_files: list[bytes] | None = None
+    crops: np.ndarray | None = None
 
     @property
     def k(self) -> int:
@@ -70,6 +77,10 @@ class GroupRecord:
             raise FormatError(f"{where}: class_ids must lie in 0..{num_classes - 1}, found {ids.min()}..{ids.max()}")
         if self.labels is not None:
             _expect(self.labels, "labels", None, (k * (self.m + 1), num_classes), where)
+        if self.crops is not None:
+            _expect(self.crops, "crops", None, (k * (self.m + 1), None, 5 + num_classes), where)
+        if self.base_files is not None and (len(self.base_files) != k or not all(isinstance(f, bytes) for f in self.base_files)):
+            raise FormatError(f"{where}: base_files must be {k} bytes objects, one file per base image")
         if not np.isfinite(self.compensators).all():
             raise FormatError(f"{where}: compensators contain NaN or inf; check the optimization")
 

@@ -35,7 +35,8 @@ from .streamstages import check_member, decode_sample
 
 # (member stem, codec name) -> the dtype its .npy array holds
 NPY_DTYPES: dict[str, Any] = {"base": np.uint8, "comp/fp16": np.float16, "comp/int8": np.int8, "comp_scale": np.float32,
-                              "label/fp16": np.float16, "label_topk": np.uint16}
+                              "label/fp16": np.float16, "label_topk": np.uint16,
+                              "base_files": np.uint8, "base_sizes": np.uint32, "crop_box": np.float32, "crop_label": np.float16}
 
 
 def sample_record(sample: GroupRecord | Mapping[str, Any], schema: GroupSchema) -> GroupRecord:

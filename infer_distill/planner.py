@@ -48,6 +48,7 @@ import numpy as np
 from infer_data.codecs import parse_codec
 from infer_data.constants import DEFAULT_ZSTD_LEVEL
 from infer_data.errors import ConfigError, InferError
+from infer_data.import_codecs import MINOR_2_CODECS
 from infer_data.stats import paper_ratios
 from infer_data.writer import DEFAULT_CODECS
 
@@ -317,6 +318,9 @@ def parse_user_codecs(texts: dict[str, str | None]) -> dict[str, tuple[str, dict
             out[field_name] = (text, parse_codec(field_name, text))
         except InferError as exc:
             raise ConfigError(f"{FLAGS[field_name]} {text!r}: {exc}") from exc
+        if (field_name, out[field_name][1]["name"]) in MINOR_2_CODECS:
+            raise ConfigError(f"{FLAGS[field_name]} {text!r}: a codec for sets packed by `infer import`, which distill does not "
+                              "write; plan with another codec")
     return out
 
 

@@ -71,6 +71,8 @@ def test_image_folder_and_help(tmp_path: Path) -> None:
      "Error: --base-codec 'jpg': unknown codec 'base/jpg'; known: "),
     (["--dataset", "cifar10", "--ipc", "10", "--compensator-codec", "int8:x"],
      "Error: --compensator-codec 'int8:x': codec 'int8:x': zstd_level must be an integer"),
+    (["--dataset", "cifar10", "--ipc", "10", "--label-codec", "crops"],
+     "Error: --label-codec 'crops': a codec for sets packed by `infer import`, which distill does not write; plan with another codec"),
 ])
 def test_errors_are_one_line_exit_1(args: list[str], message: str) -> None:
     code, out = run(*args)

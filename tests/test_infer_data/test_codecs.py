@@ -61,8 +61,8 @@ def test_labels_dense_topk_and_none() -> None:
 
 
 def test_registry_lists_and_rejects_unknown_names() -> None:
-    assert list_codecs("base") == ["jpeg", "npy", "png", "webp"]
-    assert list_codecs("labels") == ["fp16", "none", "topk"]
+    assert list_codecs("base") == ["jpeg", "npy", "passthrough", "png", "webp"]
+    assert list_codecs("labels") == ["crops", "fp16", "none", "topk"]
     with pytest.raises(RegistryError, match=r"unknown codec 'base/jpg'.*Did you mean base/jpeg"):
         create_codec("base", "jpg")
     with pytest.raises(CodecError, match="quality must be in 1..100"):
