@@ -3,7 +3,7 @@
 Everything a reader allocates, decompresses or downloads is bounded by sizes the index declares;
 those sizes are in turn capped here, before anything is read, so an index that claims a 30000 x
 30000 image or a 1 TB shard is refused instead of obeyed. ``INFER_MAX_BYTES`` (bytes, default
-4 GiB; suffixes ``K``, ``M``, ``G`` for powers of 1024) bounds
+1 GiB; suffixes ``K``, ``M``, ``G`` for powers of 1024) bounds
 
 - the decoded size of one group (bases uint8 + compensators float32 + labels float32), which
   sets the reader's peak memory (see docs/security.md for the measured function), and
@@ -23,14 +23,14 @@ from typing import Any
 from .errors import ConfigError, FormatError
 
 MAX_BYTES_ENV = "INFER_MAX_BYTES"
-DEFAULT_MAX_BYTES = 4 << 30
+DEFAULT_MAX_BYTES = 1 << 30
 JSON_MAX_DEPTH = 64
 JSON_MAX_INT_DIGITS = 40
 _UNITS = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 
 
 def max_bytes() -> int:
-    """The cap on one group's decoded bytes and one shard's declared bytes: ``$INFER_MAX_BYTES`` or 4 GiB.
+    """The cap on one group's decoded bytes and one shard's declared bytes: ``$INFER_MAX_BYTES`` or 1 GiB.
 
     Example:
         >>> max_bytes() >= 1
