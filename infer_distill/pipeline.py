@@ -37,9 +37,10 @@ from infer_data import (
     ShardWriter,
     __version__,
 )
+from infer_data.atomic import DirLock, storage_errors
 from infer_data.card import card_provenance, write_card
 from infer_data.constants import INDEX_FILENAME
-from infer_data.errors import ConfigError
+from infer_data.errors import ConfigError, InferError
 
 from .bases import seed_for, select_bases
 from .budget import num_groups
@@ -207,13 +208,42 @@ def provenance(cfg: DistillConfig, plan: Plan) -> dict[str, Any]:
     }
 
 
-def open_writer(cfg: DistillConfig, plan: Plan, out: Path) -> ShardWriter:
-    """The writer every rank writes its shards with (it also clears stale temporary shards)."""
+def open_writer(cfg: DistillConfig, plan: Plan, out: Path, lock: DirLock | None = None) -> ShardWriter:
+    """The writer every rank writes its shards with; the holder of ``out``'s ``lock`` (rank 0) also
+    clears a dead run's temporaries and refuses files of the user's at the shards' final names."""
     src = plan.source
     info = DatasetInfo(cfg.dataset_name or src.name, list(src.classes), src.image_shape, list(plan.mean), list(plan.std), source=src.spec)
     names = [t.arch for t in cfg.teachers][: plan.m]
     method = MethodInfo(plan.k, plan.m, 0, cfg.ipc, names, seed=cfg.seed, producer=f"infer_distill {__version__}")
-    return ShardWriter(out, dataset=info, method=method, codecs=dict(cfg.codecs), provenance=provenance(cfg, plan))
+    writer = ShardWriter(out, dataset=info, method=method, codecs=dict(cfg.codecs), provenance=provenance(cfg, plan),
+                         lock=lock or False)
+    if lock is not None:
+        writer.check_free(writer.shard_name(s) for s in range(plan.layout.num_shards))
+    return writer
+
+
+def lock_out(out: Path, is_main: bool, device: torch.device) -> DirLock | None:
+    """Rank 0 takes ``out``'s lock; every rank learns whether it could (so all fail together).
+
+    Raises:
+        ConfigError: another run holds the folder.
+        StorageError: the folder cannot be created or written.
+    """
+    lock, error = None, None
+    if is_main:
+        try:
+            with storage_errors(out):
+                out.mkdir(parents=True, exist_ok=True)
+            lock = DirLock(out).acquire()
+        except InferError as exc:
+            error = str(exc)
+    errors = [e for e in all_gather_json(error, device) if e]
+    if errors:
+        if lock is not None:
+            lock.release()
+        raise ConfigError(errors[0])
+    return lock
+
 
 
 def _records(plan: Plan, work: WorkDir, writer: ShardWriter, groups: range) -> Iterator[GroupRecord]:
@@ -331,8 +361,10 @@ def distill(cfg: DistillConfig, out_dir: str | os.PathLike[str], *, progress: Pr
         The written index (every rank returns it).
 
     Raises:
-        ConfigError: ``out_dir`` already holds a dataset, bad teachers or budget, or a work folder
-            of a run with other arguments.
+        ConfigError: ``out_dir`` already holds a dataset, another run is writing to it, a file of
+            the user's sits at a shard's final name or in the work folder, bad teachers or
+            budget, or a work folder of a run with other arguments.
+        StorageError: the disk is full, read-only or not writable (rerun to resume).
         DatasetNotFoundError: missing source data.
     """
     out = Path(out_dir)
@@ -340,20 +372,25 @@ def distill(cfg: DistillConfig, out_dir: str | os.PathLike[str], *, progress: Pr
         raise ConfigError(f"{out} already holds a distilled dataset ({INDEX_FILENAME}); choose another --out or delete it")
     with distributed(str(resolve_device(device))) as dev:
         ranks = current_ranks()
-        plan = make_plan(cfg, dev)
-        work = WorkDir(out, fingerprint(cfg, plan))
-        writer = open_writer(cfg, plan, out)
-        barrier()  # every rank has cleared stale temporaries before any rank writes
-        shards = plan.layout.shards_of(ranks.rank, ranks.world)
-        if ranks.is_main and ranks.world > plan.layout.num_shards:
-            logger.warning("%d processes but %d shard(s): %d process(es) have nothing to do; a smaller --shard-size "
-                           "cuts more shards", ranks.world, plan.layout.num_shards, ranks.world - plan.layout.num_shards)
-        entries = run_shards(cfg, plan, work, writer, shards, progress if ranks.is_main else None)
-        gather_index(writer, work, entries, dev)
-        barrier()  # every rank has checked every shard in the work folder before rank 0 moves them out
-        if not ranks.is_main:
-            return writer.index()
-        index = writer.close()
-        write_card(out)  # after index.json: the card describes the finished set
-        work.remove()
+        lock = lock_out(out, ranks.is_main, dev)  # held by rank 0 until the index is written or the run fails
+        try:
+            plan = make_plan(cfg, dev)
+            work = WorkDir(out, fingerprint(cfg, plan))
+            writer = open_writer(cfg, plan, out, lock)
+            barrier()  # rank 0 has cleared stale temporaries before any rank writes
+            shards = plan.layout.shards_of(ranks.rank, ranks.world)
+            if ranks.is_main and ranks.world > plan.layout.num_shards:
+                logger.warning("%d processes but %d shard(s): %d process(es) have nothing to do; a smaller --shard-size "
+                               "cuts more shards", ranks.world, plan.layout.num_shards, ranks.world - plan.layout.num_shards)
+            entries = run_shards(cfg, plan, work, writer, shards, progress if ranks.is_main else None)
+            gather_index(writer, work, entries, dev)
+            barrier()  # every rank has checked every shard in the work folder before rank 0 moves them out
+            if not ranks.is_main:
+                return writer.index()
+            index = writer.close()
+            write_card(out)  # after index.json: the card describes the finished set
+            work.remove()
+        finally:
+            if lock is not None:
+                lock.release()
     return index

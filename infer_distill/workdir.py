@@ -8,9 +8,13 @@ fingerprint skips the shards and groups already there; since groups are computed
 chunks from per-group seeds, the resumed result is bit-identical to an uninterrupted one,
 whichever number of processes ran before. The folder is removed once the index is written.
 
-Several processes (torchrun ranks) share the folder: each file is written under a temporary
-name unique to its writer (a shard and a group belong to one rank; ``run.json`` gets a unique
-temporary name per call) and renamed into place, so no two processes write the same file.
+Several processes (torchrun ranks) share the folder: each file is written under a reserved
+temporary name unique to its writer (``.infer-tmp-<pid>-<random>-...``; a shard and a group
+belong to one rank) and renamed into place, so no two processes write the same file. The folder
+is the project's alone: one that exists without ``run.json`` but holds files is refused, and
+:meth:`WorkDir.remove` deletes only the files named above (and reserved temporaries), never
+anything else a user put there. Failed writes (full disk, read-only folder) are one-line
+``StorageError`` messages; the files already cached stay, so the same command resumes.
 """
 
 from __future__ import annotations
@@ -18,15 +22,16 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
+import logging
 import os
-import shutil
+import re
 import zipfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from infer_data.atomic import atomic_write
+from infer_data.atomic import TEMP_PREFIX, atomic_write, storage_errors
 from infer_data.errors import ConfigError, FormatError
 from infer_data.index import ShardEntry
 from infer_data.writer import sha256_file
@@ -34,13 +39,18 @@ from infer_data.writer import sha256_file
 WORK_DIRNAME = ".infer-work"
 RUN_FILE = "run.json"
 GROUP_FIELDS = ("class_ids", "compensators", "labels", "losses", "source_indices")
+OUR_FILES = re.compile(rf"{RUN_FILE}|group-\d{{6}}\.npz|.+-\d{{6}}\.(tar|json)|{re.escape(TEMP_PREFIX)}.*")  # what remove() may delete
+
+logger = logging.getLogger(__name__)
 
 
 class WorkDir:
     """Cache of finished groups for one run, keyed by a JSON fingerprint.
 
     Raises:
-        ConfigError: the folder belongs to a run with a different fingerprint.
+        ConfigError: the folder belongs to a run with a different fingerprint, or holds files
+            without being a run's work folder.
+        StorageError: the folder cannot be written.
     """
 
     def __init__(self, out_dir: str | os.PathLike[str], fingerprint: dict[str, Any]) -> None:
@@ -53,7 +63,11 @@ class WorkDir:
                     f"{self.path} holds an interrupted run with other arguments; rerun with the same arguments "
                     "to resume it, or delete that folder to start over"
                 )
-        else:
+            return
+        if self.path.is_symlink() or self.path.exists() and (not self.path.is_dir() or any(self.path.iterdir())):
+            raise ConfigError(f"{self.path}: exists but is not a work folder of infer distill (no {RUN_FILE}); "
+                              "move it away, it is not deleted")
+        with storage_errors(self.path):
             self.path.mkdir(parents=True, exist_ok=True)
             atomic_write(run, text.encode())
 
@@ -73,7 +87,8 @@ class WorkDir:
                 member = io.BytesIO()
                 np.lib.format.write_array(member, np.ascontiguousarray(arrays[name]), allow_pickle=False)
                 zf.writestr(zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0)), member.getvalue())
-        atomic_write(self.group_file(g), buf.getvalue())
+        with storage_errors(self.group_file(g)):
+            atomic_write(self.group_file(g), buf.getvalue())
 
     def load(self, g: int) -> dict[str, np.ndarray]:
         """Group ``g``'s arrays.
@@ -94,7 +109,8 @@ class WorkDir:
 
     def save_shard(self, shard: int, entry: ShardEntry) -> None:
         """Record that shard ``shard`` is written under its final name, as ``entry`` describes."""
-        atomic_write(self.shard_file(shard), json.dumps(dataclasses.asdict(entry), sort_keys=True).encode())
+        with storage_errors(self.shard_file(shard)):
+            atomic_write(self.shard_file(shard), json.dumps(dataclasses.asdict(entry), sort_keys=True).encode())
 
     def finished_shard(self, shard: int, path: Path, groups: range) -> ShardEntry | None:
         """The recorded entry of shard ``shard`` if the file at ``path`` is that finished shard.
@@ -114,5 +130,11 @@ class WorkDir:
         return entry
 
     def remove(self) -> None:
-        """Delete the work folder."""
-        shutil.rmtree(self.path, ignore_errors=True)
+        """Delete the files of the work folder that are ours (:data:`OUR_FILES`), then the folder if empty."""
+        for path in self.path.iterdir():
+            if OUR_FILES.fullmatch(path.name) and path.is_file() and not path.is_symlink():
+                path.unlink(missing_ok=True)
+        try:
+            self.path.rmdir()
+        except OSError:
+            logger.warning("%s: kept, it holds files infer distill did not write", self.path)

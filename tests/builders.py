@@ -28,15 +28,15 @@ def make_groups(g: int, k: int, m: int, chw: tuple[int, int, int], nc: int | Non
 
 
 def write_dataset(root: Path, groups: list[GroupRecord], *, codecs: dict[str, Any] | None = None,
-                  max_shard_bytes: int = 1 << 30, name: str = "toy", ipc: int = 10) -> Path:
-    """Write ``groups`` with ShardWriter; returns ``root``."""
+                  max_shard_bytes: int = 1 << 30, name: str = "toy", ipc: int = 10, overwrite: bool = False) -> Path:
+    """Write ``groups`` with ShardWriter (``overwrite``: rewrite a dataset in place); returns ``root``."""
     k, m = groups[0].k, groups[0].m
     chw = tuple(groups[0].bases.shape[1:])
     nc = groups[0].labels.shape[1] if groups[0].labels is not None else k
     c = chw[0]
     info = DatasetInfo(name, [f"class{i}" for i in range(nc)], chw, [0.5] * c, [0.25] * c, source="synthetic")
     method = MethodInfo(k, m, 0, ipc, list(groups[0].teachers), seed=0, producer="tests")
-    with ShardWriter(root, dataset=info, method=method, codecs=codecs, max_shard_bytes=max_shard_bytes) as w:
+    with ShardWriter(root, dataset=info, method=method, codecs=codecs, max_shard_bytes=max_shard_bytes, overwrite=overwrite) as w:
         for rec in groups:
             w.write_group(rec)
     return root
