@@ -62,6 +62,7 @@ from .record import GroupRecord
 
 DECODED_DIRNAME = "decoded"
 VERIFIED, SIZE_CHECKED = "verified", "size-checked"
+MAX_OPEN_SHARDS = 64  # shard files one process keeps open (each is reopened, and its identity checked, on demand)
 
 
 @dataclass
@@ -138,6 +139,7 @@ class GroupStore:
         self._ready: set[int] = set()
         self._verified: dict[int, tuple[int, ...]] = {}  # shard -> identity of the file whose sha256 matched
         self._files: dict[int, IO[bytes]] = {}  # shard -> the one open file this process reads it from
+        self._seen: dict[int, tuple[int, ...]] = {}  # shard -> identity of the file its member table came from
         self._refs: dict[int, dict[int, dict[str, MemberRef]]] = {}
         self._factors: Factors | None = None
         self._prepare()
@@ -238,8 +240,13 @@ class GroupStore:
         (device, inode, size, modification time) already."""
         f = self._files.get(s)
         if f is None:
+            if len(self._files) >= MAX_OPEN_SHARDS:  # close the least recently opened
+                self._files.pop(next(iter(self._files))).close()
             entry = self.index.shards[s]
             f = open_shard(path, entry)
+            if s in self._seen and self._seen[s] != _identity(f):
+                self._refs.pop(s, None)  # another file under the name: its member table may differ
+            self._seen[s] = _identity(f)
             if self.verify and self._verified.get(s) != _identity(f):
                 try:
                     hash_shard(f, path, entry)
@@ -287,7 +294,7 @@ class GroupStore:
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
-        state.update(_factors=None, _refs={}, _files={}, _verified=dict(state["_verified"]), _ready=set(state["_ready"]))
+        state.update(_factors=None, _refs={}, _files={}, _seen={}, _verified=dict(state["_verified"]), _ready=set(state["_ready"]))
         return state
 
 

@@ -19,7 +19,7 @@ import pytest
 import zstandard
 from builders import make_groups
 
-from infer_data import CodecError, ConfigError, DatasetNotFoundError, FormatError, InferDataset, UnsupportedVersionError
+from infer_data import CodecError, ConfigError, DatasetNotFoundError, FormatError, InferDataset, IntegrityError, UnsupportedVersionError
 from infer_data.errors import LimitError
 from infer_data.index import read_index
 from infer_data.remote import fetch_dataset
@@ -233,3 +233,20 @@ def test_url_fetch_has_a_total_deadline_and_leaves_no_temp_files(bad_server: Any
 def test_server_that_lies_about_the_size_gets_only_the_declared_bytes(bad_server: Any, tmp_path: Path, tiny_dir: Path) -> None:
     local = fetch_dataset(bad_server("lie"), tmp_path / "cache")
     assert (local / "shard-000000.tar").read_bytes() == (tiny_dir / "shard-000000.tar").read_bytes()
+
+
+def test_a_shard_replaced_after_its_check_is_hashed_again_when_reopened(tiny_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import infer_data.store as store
+
+    monkeypatch.setattr(store, "MAX_OPEN_SHARDS", 1)  # every other shard read closes the previous one
+    ds = InferDataset(tiny_dir)
+    first = [ds.store.read_group(g).bases.copy() for g in range(3)]
+    assert [ds.store.read_group(g).bases.tobytes() for g in range(3)] == [b.tobytes() for b in first]
+    path = tiny_dir / "shard-000000.tar"
+    data = bytearray(path.read_bytes())
+    data[700] ^= 1
+    tmp = tiny_dir / "swap.tmp"
+    tmp.write_bytes(bytes(data))
+    os.replace(tmp, path)  # same size, new file
+    with pytest.raises(IntegrityError, match=r"shard-000000\.tar: sha256 [0-9a-f]{12}\.\.\. does not match index\.json"):
+        ds.store.read_group(0)
