@@ -19,6 +19,7 @@ the same code, so they give the same bytes.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import json
@@ -33,6 +34,7 @@ from typing import Any
 
 from .atomic import DirLock, atomic_write, remove_stale_temporaries, storage_errors, temp_name
 from .codecs import FieldCodec, create_codec
+from .import_codecs import format_minor
 from .constants import (
     DEFAULT_MAX_SHARD_BYTES,
     DEFAULT_SHARD_PREFIX,
@@ -77,12 +79,18 @@ def _tar_info(name: str, size: int) -> tarfile.TarInfo:
 
 def encode_group(record: GroupRecord, codecs: dict[str, FieldCodec], key: str, meta: dict[str, Any]) -> list[tuple[str, bytes]]:
     """A group's tar members as sorted ``(name, bytes)`` pairs (names ``{key}.{suffix}``)."""
-    members = dict(codecs["base"].encode(record.bases))
+    members = dict(codecs["base"].encode(getattr(record, field_source(codecs["base"], "bases"))))
     members.update(codecs["compensators"].encode(record.compensators))
-    if record.labels is not None:
-        members.update(codecs["labels"].encode(record.labels))
+    labels = getattr(record, field_source(codecs["labels"], "labels"))
+    if labels is not None:
+        members.update(codecs["labels"].encode(labels))
     members["meta.json"] = (json.dumps(meta, sort_keys=True, separators=(",", ":")) + "\n").encode()
     return [(f"{key}.{suffix}", members[suffix]) for suffix in sorted(members)]
+
+
+def field_source(codec: FieldCodec, default: str) -> str:
+    """The GroupRecord field a codec encodes: ``default``, or the codec's ``source`` (``base_files``, ``crops``)."""
+    return str(getattr(codec, "source", default))
 
 
 def _stored_size(members: list[tuple[str, bytes]]) -> int:
@@ -192,7 +200,7 @@ class ShardWriter:
             self._release()
             raise
         self.prefix = _free_prefix(prefix, self._old)
-        specs = {**DEFAULT_CODECS, **({k: ({"name": v} if isinstance(v, str) else dict(v)) for k, v in (codecs or {}).items()})}
+        specs = {**DEFAULT_CODECS, **({"compensators": {"name": "none"}} if method.m == 0 else {}), **({k: ({"name": v} if isinstance(v, str) else dict(v)) for k, v in (codecs or {}).items()})}
         self.codecs = {name: create_codec(name, spec, base_shape=(method.k, *dataset.image_shape)) for name, spec in specs.items()}
         self.dataset, self.method = dataset, method
         self.max_shard_bytes = max_shard_bytes
@@ -336,8 +344,9 @@ class ShardWriter:
         if list(record.teachers) != list(self.method.teachers):
             raise FormatError(f"{where}: teachers {record.teachers} differ from the dataset's {self.method.teachers}")
         has_labels = self.codecs["labels"].spec()["name"] != "none"
-        if has_labels and record.labels is None:
-            raise FormatError(f"{where}: no labels given but the labels codec is {self.codecs['labels'].spec()['name']!r}; pass labels or use codec 'none'")
+        need = field_source(self.codecs["labels"], "labels")
+        if has_labels and getattr(record, need) is None:
+            raise FormatError(f"{where}: no {need} given but the labels codec is {self.codecs['labels'].spec()['name']!r}; pass {need} or use codec 'none'")
         meta = {
             "group": g,
             "class_ids": [int(v) for v in record.class_ids],
@@ -363,7 +372,7 @@ class ShardWriter:
         """The index describing what has been finished so far."""
         method = MethodInfo(**{**self.method.__dict__, "g": self._groups})
         codecs = {name: c.spec() for name, c in self.codecs.items()}
-        return DatasetIndex(self.dataset, method, codecs, list(self.shards), self.provenance)
+        return DatasetIndex(self.dataset, method, codecs, list(self.shards), self.provenance, minor=format_minor(codecs))
 
     def close(self) -> DatasetIndex:
         """Finish the open shard, move the shards to their final names, write index.json; returns the index.
@@ -502,4 +511,4 @@ def _is_written(root: Path, entry: dict[str, Any]) -> bool:
 
 
 def _without_labels(record: GroupRecord) -> GroupRecord:
-    return GroupRecord(record.bases, record.class_ids, record.source_indices, record.compensators, record.teachers, None, record.extra)
+    return dataclasses.replace(record, labels=None, crops=None)
