@@ -160,13 +160,16 @@ class DistillConfig:
 def _check_codec(name: str, value: str) -> None:
     from infer_data import InferError, list_codecs
     from infer_data.codecs import parse_codec
+    from infer_data.import_codecs import MINOR_2_CODECS
 
     field_name = {"compensator": "compensators", "label": "labels"}.get(name, name)
     if not value:
         return
-    if value.partition(":")[0] not in list_codecs(field_name):
-        raise ConfigError(f"--{name}-codec {value!r} is not a {field_name} codec; choose one of "
-                          f"{', '.join(list_codecs(field_name))} (optionally NAME:VALUE, e.g. jpeg:75, topk:5)")
+    writable = [c for c in list_codecs(field_name) if (field_name, c) not in MINOR_2_CODECS]  # the others are for `infer import`
+    if value.partition(":")[0] not in writable:
+        what = "is for sets packed by `infer import`" if value.partition(":")[0] in list_codecs(field_name) else f"is not a {field_name} codec"
+        raise ConfigError(f"--{name}-codec {value!r} {what}; choose one of "
+                          f"{', '.join(writable)} (optionally NAME:VALUE, e.g. jpeg:75, topk:5)")
     try:
         parse_codec(field_name, value)
     except InferError as exc:

@@ -85,6 +85,8 @@ def test_config_roundtrip_and_validation() -> None:
         create_preset("cifar10", base_codec="gif")
     with pytest.raises(ConfigError, match="--label-codec 'fp8' is not a labels codec"):
         create_preset("cifar10", label_codec="fp8")
+    with pytest.raises(ConfigError, match="--base-codec 'passthrough' is for sets packed by `infer import`; choose one of jpeg, npy, png, webp"):
+        create_preset("cifar10", base_codec="passthrough")  # `infer import`'s codec: distill has no files to pass through
     with pytest.raises(ConfigError, match="unexpected keyword argument 'bogus'"):
         DistillConfig.from_dict({"bogus": 1})
 

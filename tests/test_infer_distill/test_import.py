@@ -191,3 +191,17 @@ def test_export_files_layout_refuses_other_sets(tiny_dir: Path, tmp_path: Path) 
     assert code == 1 and out.count("\n") == 1
     assert "--layout files writes the stored image files of a set made by `infer import` (base codec passthrough, M = 0); " \
            "this set has base codec 'png' and M = 2: use --layout imagefolder" in out
+
+
+def test_hugging_face_rows_of_an_imported_set_expand_to_its_instances(tmp_path: Path) -> None:
+    datasets = pytest.importorskip("datasets")
+    files, y = _source(tmp_path / "src")
+    import_folder(tmp_path / "src", tmp_path / "out", group_size=3)
+    root = tmp_path / "out"
+    ref = InferDataset(root)
+    for fmt in (None, "numpy"):  # .npy fields as lists, then as arrays
+        rows = datasets.load_dataset("webdataset", data_files={"train": shard_urls(root)}, split="train", cache_dir=str(tmp_path / "hf"))
+        items = list(expand_groups(root)(rows.with_format(fmt) if fmt else rows))
+        assert len(rows) == 2 and len(items) == 6
+        for i, (x, target) in enumerate(items):
+            assert torch.equal(x, ref[i][0]) and torch.equal(target, ref[i][1]), i
