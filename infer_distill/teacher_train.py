@@ -1,7 +1,8 @@
 """Train a teacher where no pretrained weights exist (``infer teacher train``).
 
 A plain supervised recipe: SGD with Nesterov momentum, one-cycle learning rate, random crop
-(zero padding of size/8) and horizontal flip, images normalized with the source statistics.
+(zero padding of size/8) and horizontal flip, images normalized with the source statistics or a
+named constant set (``normalization="cifar10"``: the official code's constants, for official mode).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from infer_data.errors import ConfigError
 
 from .compensators import channel_view
-from .sources import Source
+from .sources import Source, normalization
 from .teachers import create_teacher
 
 logger = logging.getLogger(__name__)
@@ -36,6 +37,7 @@ class TeacherTrainConfig:
     label_smoothing: float = 0.0  # cross-entropy label smoothing
     augment: bool = True  # random crop (pad size/8) + horizontal flip
     seed: int = 0  # initialization, shuffling and augmentation
+    normalization: str = "source"  # "source" statistics or a name of infer_distill.sources.NORMALIZATIONS
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
@@ -72,11 +74,16 @@ def random_crop_flip(x: torch.Tensor, pad: int, gen: torch.Generator) -> torch.T
 
 
 @torch.no_grad()
-def accuracy(model: nn.Module, source: Source, *, batch: int = 500) -> float:
-    """Top-1 accuracy in [0, 1] of ``model`` (switched to eval mode, on its own device) on ``source``."""
+def accuracy(model: nn.Module, source: Source, *, batch: int = 500,
+             stats: tuple[list[float], list[float]] | None = None) -> float:
+    """Top-1 accuracy in [0, 1] of ``model`` (switched to eval mode, on its own device) on ``source``.
+
+    ``stats``: the (mean, std) the model was trained with; default the source's own.
+    """
     model.eval()
     dev = next(model.parameters()).device
-    mean, std = channel_view(source.mean, 4, dev), channel_view(source.std, 4, dev)
+    mean_l, std_l = stats if stats is not None else (source.mean, source.std)
+    mean, std = channel_view(mean_l, 4, dev), channel_view(std_l, 4, dev)
     images, correct = all_images(source), 0
     for i in range(0, len(source), batch):
         x = (images[i:i + batch].to(dev).float() / 255 - mean) / std
@@ -108,7 +115,8 @@ def train_teacher(cfg: TeacherTrainConfig, train: Source, test: Source | None = 
                         generator=gen, drop_last=len(train) > cfg.batch_size)
     opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=0.9, nesterov=True, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.epochs * len(loader), pct_start=0.25)
-    mean, std = channel_view(train.mean, 4, device), channel_view(train.std, 4, device)
+    stats = normalization(cfg.normalization, train)
+    mean, std = channel_view(stats[0], 4, device), channel_view(stats[1], 4, device)
     for epoch in range(cfg.epochs):
         model.train()
         total, steps = 0.0, 0
@@ -129,4 +137,4 @@ def train_teacher(cfg: TeacherTrainConfig, train: Source, test: Source | None = 
         if on_epoch is not None:
             on_epoch(epoch + 1, total / max(steps, 1))
     model.eval()
-    return model, (accuracy(model, test) if test is not None else None)
+    return model, (accuracy(model, test, stats=stats) if test is not None else None)

@@ -113,3 +113,12 @@ def test_distill_cli_official_mode_records_its_choices(tmp_path: Path, embedded_
     assert result.exit_code == 0 and (cfg["preset"], cfg["optim"]["clip"], cfg["augment"]["jitter_mode"]) == ("embedded", "save", "shift")
     result = CliRunner().invoke(main, [*args, "--mode", "paper", "--out", str(tmp_path / "p")])
     assert result.exit_code == 2 and "'paper' is not one of 'default', 'official'" in result.output
+
+
+def test_teacher_training_uses_the_named_normalization() -> None:
+    from infer_distill.sources import create_source
+    from infer_distill.teacher_train import TeacherTrainConfig, train_teacher
+
+    with pytest.raises(ConfigError, match=r"--normalization cifar10 holds 3-channel statistics but embedded has 1 channel\(s\); "
+                                          r"use --normalization source"):
+        train_teacher(TeacherTrainConfig(epochs=1, normalization="cifar10"), create_source("embedded", "train"))
