@@ -31,7 +31,7 @@ KNOWN_DATASETS: dict[str, tuple[int, int]] = {
     "imagenet1k": (1_281_167, 147_897_477_120),  # official train tar
     "fashion-mnist": (60_000, 47_040_000),  # raw uint8 28x28
 }
-FIELD_OF_PREFIX = (("base", "base"), ("comp", "compensators"), ("label", "labels"), ("meta", "metadata"))
+FIELD_OF_PREFIX = (("base", "base"), ("comp", "compensators"), ("label", "labels"), ("crop", "labels"), ("meta", "metadata"))
 
 
 @dataclass

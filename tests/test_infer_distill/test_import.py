@@ -21,6 +21,7 @@ from infer_data import DeviceLoader, InferDataset, read_index
 from infer_data.codecs import create_codec
 from infer_data.errors import CodecError, ConfigError, FormatError
 from infer_data.reader import GroupSchema, group_members, open_shard
+from infer_data.stats import stored_bytes
 from infer_data.wds import expand_groups, shard_urls, zstd_handler
 from infer_distill.importer import group_size_for, import_folder
 
@@ -127,6 +128,9 @@ def test_import_per_crop_labels(tmp_path: Path) -> None:
     assert np.array_equal(boxes, crops[:, :, :5]) and np.array_equal(logits.astype(np.float32), crops[:, :, 5:])
     ds = InferDataset(tmp_path / "out", normalize=False)
     assert torch.equal(ds[4][1], torch.from_numpy(crops[4, :, 5:].mean(0).astype(np.float16).astype(np.float32)))
+    with tarfile.open(tmp_path / "out" / entry.name) as tar:
+        crop_bytes = sum(m.size for m in tar.getmembers() if ".crop_" in m.name)
+    assert stored_bytes(tmp_path / "out").labels == crop_bytes > 6 * 2 * 5 * 4  # per-crop members count as labels
 
 
 def test_export_back_to_class_folders(tmp_path: Path) -> None:
