@@ -27,8 +27,10 @@ def export(root: str, out: str, layout: str, image_format: str | None, quality: 
 
     from .progress import progress_bar
 
-    fmt = image_format or ("jpeg" if layout == "reference" else "png")
-    total = read_index(root).num_instances
+    index = read_index(root)
+    stored = index.codecs["base"].get("format") if layout == "files" else None  # files: the stored format, never re-encoded
+    fmt = stored or image_format or ("jpeg" if layout == "reference" else "png")
+    total = index.num_instances
     with progress_bar(total, desc="export", unit="img", quiet=quiet) as bar:
         summary = export_dataset(root, out, layout=layout, image_format=fmt, quality=quality, progress=bar.update)
     if as_json:

@@ -136,8 +136,10 @@ def test_import_per_crop_labels(tmp_path: Path) -> None:
 def test_export_back_to_class_folders(tmp_path: Path) -> None:
     files, y = _source(tmp_path / "src")
     import_folder(tmp_path / "src", tmp_path / "out")
-    code, out = run("export", str(tmp_path / "out"), "--out", str(tmp_path / "back"), "--layout", "files")
+    code, out = run("export", str(tmp_path / "out"), "--out", str(tmp_path / "back"), "--layout", "files", "--json", "-q")
     assert code == 0, out
+    assert json.loads(out) | {"out": ""} == {"out": "", "files": 6, "image_bytes": sum(map(len, files)), "label_bytes": 128 + 6 * 3 * 4,
+                                             "layout": "files", "format": "jpeg"}
     listed = (tmp_path / "back" / "files.txt").read_text().split()
     assert [(tmp_path / "back" / p).read_bytes() for p in listed] == files  # the stored files, byte for byte
     assert np.array_equal(np.load(tmp_path / "back" / "labels.npy", allow_pickle=False), y)
