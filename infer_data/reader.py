@@ -218,8 +218,11 @@ def iter_members(path: Path, schema: GroupSchema, fileobj: IO[bytes]) -> Iterato
             truncated member.
     """
     for tar, info, key, suffix in _tar_entries(path, schema, fileobj):
-        f = tar.extractfile(info)
-        data = f.read() if f is not None else b""
+        try:
+            f = tar.extractfile(info)
+            data = f.read() if f is not None else b""
+        except tarfile.TarError:  # a stream that ends inside the member
+            data = b""
         if len(data) != info.size:
             raise FormatError(f"{path} member {quote(info.name)}: truncated member; re-download the shard")
         yield key, suffix, data

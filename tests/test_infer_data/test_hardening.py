@@ -250,3 +250,14 @@ def test_a_shard_replaced_after_its_check_is_hashed_again_when_reopened(tiny_dir
     os.replace(tmp, path)  # same size, new file
     with pytest.raises(IntegrityError, match=r"shard-000000\.tar: sha256 [0-9a-f]{12}\.\.\. does not match index\.json"):
         ds.store.read_group(0)
+
+
+def test_a_resigned_shard_cut_inside_a_member_is_a_format_error_in_verify(tiny_dir: Path) -> None:
+    obj = _index(tiny_dir)
+    path = tiny_dir / obj["shards"][0]["name"]
+    data = path.read_bytes()[:2600]  # inside a member's data, past the 2048 bytes a group needs at least
+    path.write_bytes(data)
+    obj["shards"][0].update(bytes=len(data), sha256=hashlib.sha256(data).hexdigest())
+    _write_index(tiny_dir, obj)
+    problems = verify_dataset(tiny_dir).problems
+    assert len(problems) == 1 and "shard-000000.tar member 'g000000." in problems[0] and "truncated member" in problems[0]
