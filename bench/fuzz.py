@@ -43,18 +43,21 @@ def _reset_peak() -> None:
         pass
 
 
-def worker(seed: int, start: int, stop: int, work: Path, lane: str) -> None:
-    """Run cases ``start..stop-1`` of ``lane`` (``full`` or ``fast``) and print one JSON line per event."""
+def worker(seed: int, start: int, stop: int, work: Path, lane: str, kinds: str = "") -> None:
+    """Run cases ``start..stop-1`` of ``lane`` (``full`` or ``fast``) and print one JSON line per event;
+    ``kinds``: comma-separated mutation kinds of the full lane (default all)."""
     sys.path[:] = [str(ROOT / "tests"), str(ROOT)] + [p for p in sys.path if Path(p or ".").resolve() != ROOT / "bench"]
     from fuzz.fastlane import FastLane
-    from fuzz.harness import Fuzzer, case_plan
+    from fuzz.harness import ALL_KINDS, Fuzzer, case_plan
 
+    chosen = tuple(kinds.split(",")) if kinds else ALL_KINDS
     fz = Fuzzer(work) if lane == "full" else FastLane(work)
     print(json.dumps({"ready": True, "rss_kib": _rss_kib("VmRSS")}), flush=True)
     for i in range(start, stop):
-        kind = case_plan(seed, i)[2] if lane == "full" else "?"
+        kind = case_plan(seed, i, chosen)[2] if lane == "full" else "?"
         print(json.dumps({"start": i, "kind": kind}), flush=True)
-        for variant, kind, out in fz.run(seed, i, on_mutated=_reset_peak):
+        runs = fz.run(seed, i, chosen, on_mutated=_reset_peak) if isinstance(fz, Fuzzer) else fz.run(seed, i, on_mutated=_reset_peak)
+        for variant, kind, out in runs:
             print(json.dumps({"i": i, "variant": variant, "kind": kind, "reader": out.reader, "result": out.result,
                               "detail": out.detail, "peak_kib": _rss_kib("VmHWM")}), flush=True)
             _reset_peak()
@@ -106,18 +109,18 @@ class Tally:
         return "\n".join(rows)
 
 
-def _spawn(seed: int, start: int, stop: int, work: Path, lane: str) -> subprocess.Popen[str]:
+def _spawn(seed: int, start: int, stop: int, work: Path, lane: str, kinds: str = "") -> subprocess.Popen[str]:
     cmd = [sys.executable, __file__, "--worker", "--seed", str(seed), "--start", str(start), "--stop", str(stop), "--work", str(work),
-           "--lane", lane]
+           "--lane", lane, "--kinds", kinds]
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, cwd=ROOT, env=os.environ | {"INFER_FETCH_DEADLINE": "1"})
 
 
-def run(cases: int, seed: int, workers: int, timeout: float, work: Path, lane: str = "full") -> Tally:
+def run(cases: int, seed: int, workers: int, timeout: float, work: Path, lane: str = "full", kinds: str = "") -> Tally:
     """Run ``cases`` cases of ``lane`` over ``workers`` children; returns the tally."""
     tally = Tally()
     per = -(-cases // workers)
     jobs = {w: [w * per, min(cases, (w + 1) * per)] for w in range(workers)}
-    procs = {w: _spawn(seed, *jobs[w], work / f"{lane}{w}", lane) for w in jobs if jobs[w][0] < jobs[w][1]}
+    procs = {w: _spawn(seed, *jobs[w], work / f"{lane}{w}", lane, kinds) for w in jobs if jobs[w][0] < jobs[w][1]}
     current: dict[int, dict[str, Any]] = {}
     last = {w: time.monotonic() for w in procs}
     while procs:
@@ -149,7 +152,7 @@ def run(cases: int, seed: int, workers: int, timeout: float, work: Path, lane: s
                 jobs[w][0] = ev["start"] + 1
                 del procs[w]
                 if jobs[w][0] < jobs[w][1]:
-                    procs[w] = _spawn(seed, *jobs[w], work / f"{lane}{w}", lane)
+                    procs[w] = _spawn(seed, *jobs[w], work / f"{lane}{w}", lane, kinds)
                     last[w] = time.monotonic()
     return tally
 
@@ -167,9 +170,10 @@ def main() -> None:
     ap.add_argument("--stop", type=int, default=0, help=argparse.SUPPRESS)
     ap.add_argument("--work", type=Path, default=None, help=argparse.SUPPRESS)
     ap.add_argument("--lane", default="full", help=argparse.SUPPRESS)
+    ap.add_argument("--kinds", default="", help="comma-separated mutation kinds for the full lane (default: all)")
     args = ap.parse_args()
     if args.worker:
-        worker(args.seed, args.start, args.stop, args.work, args.lane)
+        worker(args.seed, args.start, args.stop, args.work, args.lane, args.kinds)
         return
     results = {}
     for lane, n in (("full", args.cases), ("fast", args.fast)):
@@ -177,7 +181,7 @@ def main() -> None:
             continue
         t0 = time.time()
         with tempfile.TemporaryDirectory(prefix="infer-fuzz-") as tmp:
-            tally = run(n, args.seed, args.workers, args.timeout, Path(tmp), lane)
+            tally = run(n, args.seed, args.workers, args.timeout, Path(tmp), lane, args.kinds)
         what = "mutated datasets, each through every reader" if lane == "full" else "mutated inputs to the shared gates"
         print(f"[{lane}] {tally.inputs} {what}, seed {args.seed}, {time.time() - t0:.0f} s wall, "
               f"worker RSS after setup {tally.baseline_mib} MiB\n")
