@@ -74,7 +74,7 @@ def single_process(tmp_path_factory: pytest.TempPathFactory, embedded_teachers: 
     assert result.exit_code == 0, result.output
     assert "G=3 groups x (K=10 bases + M=2 compensators), 90 instances" in result.output and "in 3 shard(s)" in result.output
     digests = _digests(out)
-    assert sorted(digests) == ["index.json", "shard-000000.tar", "shard-000001.tar", "shard-000002.tar"]
+    assert sorted(digests) == ["README.md", "index.json", "shard-000000.tar", "shard-000001.tar", "shard-000002.tar"]  # README.md: the card
     return digests
 
 
