@@ -266,6 +266,7 @@ def import_folder(src: str | os.PathLike[str], out: str | os.PathLike[str], *, l
         info.mean = [round(float(v), 6) for v in mean]
         info.std = [round(float(v), 6) for v in np.sqrt(np.maximum(sums[1] / pixels - mean * mean, 1e-12))]
     index = w.index()
-    write_card(out)
+    if write_card(out) is None:  # after index.json: the card describes the finished set
+        logger.warning("%s/README.md is not a card infer wrote: kept it; print the card with `infer card %s --stdout`", out, out)
     logger.info("imported %d images of %d classes into %s: K=%d, G=%d", n, nc, out, k, index.num_groups)
     return index

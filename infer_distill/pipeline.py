@@ -388,7 +388,8 @@ def distill(cfg: DistillConfig, out_dir: str | os.PathLike[str], *, progress: Pr
             if not ranks.is_main:
                 return writer.index()
             index = writer.close()
-            write_card(out)  # after index.json: the card describes the finished set
+            if write_card(out) is None:  # after index.json: the card describes the finished set
+                logger.warning("%s/README.md is not a card infer wrote: kept it; print the card with `infer card %s --stdout`", out, out)
             work.remove()
         finally:
             if lock is not None:

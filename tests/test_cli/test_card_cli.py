@@ -61,3 +61,17 @@ def test_card_name_license_ratios_and_teacher_checksums(tmp_path: Path) -> None:
 def test_card_of_a_missing_dataset_is_one_line_exit_1(tmp_path: Path) -> None:
     code, out = run("card", str(tmp_path))
     assert code == 1 and out.count("\n") == 1 and "missing index.json" in out
+
+
+def test_a_publishers_own_readme_is_kept_unless_forced(tiny_dir: Path) -> None:
+    own = tiny_dir / "README.md"
+    own.write_text("# my notes\n")
+    code, out = run("card", str(tiny_dir))
+    assert code == 1 and out.strip() == (f"Error: {tiny_dir}/README.md: exists and was not written by infer; move it away, "
+                                         "print the card with --stdout, or replace it with --force")
+    assert own.read_text() == "# my notes\n"
+    code, _ = run("card", str(tiny_dir), "--force")
+    assert code == 0 and own.read_text() == card_text(tiny_dir)
+    own.write_text(own.read_text().replace("| ipc | 10 |", "| ipc | 11 |"))  # an edited generated card is still ours
+    code, _ = run("card", str(tiny_dir))
+    assert code == 0 and own.read_text() == card_text(tiny_dir)

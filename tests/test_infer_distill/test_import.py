@@ -211,3 +211,13 @@ def test_hugging_face_rows_of_an_imported_set_expand_to_its_instances(tmp_path: 
         assert len(rows) == 2 and len(items) == 6
         for i, (x, target) in enumerate(items):
             assert torch.equal(x, ref[i][0]) and torch.equal(target, ref[i][1]), i
+
+
+def test_import_keeps_a_publishers_own_readme(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    _source(tmp_path / "src")
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "README.md").write_text("mine\n")
+    with caplog.at_level("WARNING"):
+        import_folder(tmp_path / "src", tmp_path / "out", group_size=4, dataset_name="cifar10")
+    assert (tmp_path / "out" / "README.md").read_text() == "mine\n"
+    assert f"{tmp_path / 'out'}/README.md is not a card infer wrote: kept it" in caplog.text
