@@ -186,6 +186,13 @@ class _Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
         pass  # clients that hang up early are part of the test
 
 
+def start_server(handler: Any) -> http.server.HTTPServer:
+    """A threading HTTP server with ``handler`` on a free loopback port, serving in a daemon thread."""
+    httpd = _Server(("127.0.0.1", 0), handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    return httpd
+
+
 @dataclass
 class Server:
     """A loopback HTTP server over ``folder``; ``url(name)`` is the prefix of ``folder/name``."""
@@ -193,8 +200,7 @@ class Server:
     folder: Path
 
     def __post_init__(self) -> None:
-        self.httpd = _Server(("127.0.0.1", 0), functools.partial(_Handler, directory=str(self.folder)))
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        self.httpd = start_server(functools.partial(_Handler, directory=str(self.folder)))
 
     def url(self, name: str) -> str:
         return f"http://127.0.0.1:{self.httpd.server_address[1]}/{name}"

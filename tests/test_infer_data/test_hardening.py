@@ -8,7 +8,6 @@ import io
 import json
 import os
 import tarfile
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +17,7 @@ import numpy as np
 import pytest
 import zstandard
 from builders import make_groups
+from fuzz.harness import start_server
 
 from infer_data import CodecError, ConfigError, DatasetNotFoundError, FormatError, InferDataset, IntegrityError, UnsupportedVersionError
 from infer_data.errors import LimitError
@@ -203,12 +203,8 @@ def bad_server(tiny_dir: Path) -> Iterator[Any]:
     servers = []
 
     def start(mode: str) -> str:
-        handler = type("H", (_BadServer,), {"folder": tiny_dir, "mode": mode})
-        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        server.daemon_threads = True
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        servers.append(server)
-        return f"http://127.0.0.1:{server.server_address[1]}/ds"
+        servers.append(start_server(type("H", (_BadServer,), {"folder": tiny_dir, "mode": mode})))
+        return f"http://127.0.0.1:{servers[-1].server_address[1]}/ds"
 
     yield start
     for server in servers:
