@@ -22,6 +22,7 @@ class LineProgress:
         self.file = file if file is not None else sys.stderr
         self.postfix = ""
         self._shown = self._tenth()
+        self._last = ""  # the last line written
 
     def _tenth(self) -> int:
         return 100 * self.n // self.total // LINE_STEP_PERCENT if self.total else 0
@@ -31,8 +32,12 @@ class LineProgress:
         self.n += int(n)
         if self._tenth() > self._shown:
             self._shown = self._tenth()
-            extra = f" {self.postfix}" if self.postfix else ""
-            print(f"{self.desc}: {100 * self.n // self.total}% ({self.n}/{self.total} {self.unit}){extra}", file=self.file, flush=True)
+            self._write()
+
+    def _write(self) -> None:
+        extra = f" {self.postfix}" if self.postfix else ""
+        self._last = f"{self.desc}: {100 * self.n // self.total if self.total else 100}% ({self.n}/{self.total} {self.unit}){extra}"
+        print(self._last, file=self.file, flush=True)
 
     def set_postfix_str(self, text: str, refresh: bool = True) -> None:
         """Text appended to the next lines."""
@@ -42,7 +47,9 @@ class LineProgress:
         """Nothing to redraw in a log."""
 
     def close(self) -> None:
-        """Nothing to release."""
+        """Write the final state once more if its postfix changed after the last line (e.g. the last group's count)."""
+        if self._last and self.postfix and not self._last.endswith(f" {self.postfix}"):
+            self._write()
 
     def __enter__(self) -> LineProgress:
         return self
