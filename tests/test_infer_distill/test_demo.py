@@ -40,6 +40,7 @@ def test_demo_tiny_then_cli_reuses_the_outputs(tmp_path: Path, embedded_teachers
     assert [r["stored_bytes"] for r in again["rows"]] == [r.stored_bytes for r in report.rows]  # reused, not redone
     table = CliRunner().invoke(main, ["demo", "--out", str(out), "--student-epochs", "1", "--quiet"])
     assert table.exit_code == 0 and "INFER" in table.output and "random real" in table.output and "student top-1" in table.output
+    assert "INFER's 2.4x instances also buy 2x the optimizer steps" in table.output  # 240 vs 100 instances, 4 vs 2 steps per epoch
     assert table.stderr == ""  # --quiet: no step messages (run_demo's say, checked above)
 
 
