@@ -22,7 +22,7 @@ class LineProgress:
         self.file = file if file is not None else sys.stderr
         self.postfix = ""
         self._shown = self._tenth()
-        self._last = ""  # the last line written
+        self._written: str | None = None  # the postfix of the last line written (None: no line yet)
 
     def _tenth(self) -> int:
         return 100 * self.n // self.total // LINE_STEP_PERCENT if self.total else 0
@@ -36,8 +36,9 @@ class LineProgress:
 
     def _write(self) -> None:
         extra = f" {self.postfix}" if self.postfix else ""
-        self._last = f"{self.desc}: {100 * self.n // self.total if self.total else 100}% ({self.n}/{self.total} {self.unit}){extra}"
-        print(self._last, file=self.file, flush=True)
+        self._written = self.postfix
+        line = f"{self.desc}: {100 * self.n // self.total if self.total else 100}% ({self.n}/{self.total} {self.unit}){extra}"
+        print(line, file=self.file, flush=True)
 
     def set_postfix_str(self, text: str, refresh: bool = True) -> None:
         """Text appended to the next lines."""
@@ -48,7 +49,7 @@ class LineProgress:
 
     def close(self) -> None:
         """Write the final state once more if its postfix changed after the last line (e.g. the last group's count)."""
-        if self._last and self.postfix and not self._last.endswith(f" {self.postfix}"):
+        if self._written is not None and self._written != self.postfix:
             self._write()
 
     def __enter__(self) -> LineProgress:

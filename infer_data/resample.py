@@ -144,7 +144,7 @@ def _output(out: torch.Tensor | None, shape: tuple[int, ...], dtype: torch.dtype
     return torch.empty(shape, dtype=dtype, device=device)
 
 
-def _out_dtype(dtype: torch.dtype, mean: torch.Tensor | None, std: torch.Tensor | None) -> float:
+def _output_unit(dtype: torch.dtype, mean: torch.Tensor | None, std: torch.Tensor | None) -> float:
     """The working unit for output ``dtype``: 1.0 for float32 ([0, 1]), 255.0 for uint8 (0..255, no normalization)."""
     if dtype == torch.float32:
         return 1.0
@@ -338,7 +338,7 @@ def resized_crop_factors(
         raise ConfigError("comp_idx is required with comps (-1 marks the base alone)")
     b = base_idx.shape[0]
     _check_boxes(boxes, b, (bases.shape[2], bases.shape[3]))
-    unit = _out_dtype(dtype, mean, std)
+    unit = _output_unit(dtype, mean, std)
     dest = _output(out, (b, bases.shape[1], *size), dtype, bases.device)
     taps = _taps(boxes.to(bases.device), size, flip)
     affine = _affine(mean, std, bases.shape[1], bases.device)
@@ -367,7 +367,7 @@ def resized_crop(x: torch.Tensor, boxes: torch.Tensor, size: tuple[int, int], *,
     """
     b = x.shape[0]
     _check_boxes(boxes, b, (x.shape[2], x.shape[3]))
-    unit = _out_dtype(dtype, mean, std)
+    unit = _output_unit(dtype, mean, std)
     dest = _output(out, (b, x.shape[1], *size), dtype, x.device)
     src = x.to(torch.float32).contiguous() if unit == 1 else x.to(torch.float32).mul(unit)
     _resample(dest, src, torch.arange(b, device=x.device), None, None, _taps(boxes.to(x.device), size, flip),
