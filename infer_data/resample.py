@@ -24,6 +24,7 @@ import torch
 from torch.utils.data import get_worker_info
 
 from .errors import ConfigError
+from .recycle import worker_buffer
 
 CPU_BLOCK_BYTES = 1 << 20  # on the CPU, crops are built in blocks of about this many bytes of output rows
 
@@ -132,13 +133,17 @@ def _check_boxes(boxes: torch.Tensor, n: int, image: tuple[int, int]) -> None:
 
 
 def _output(out: torch.Tensor | None, shape: tuple[int, ...], dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-    """``out`` checked against ``shape`` and ``dtype``, or a fresh tensor (in shared memory inside a DataLoader worker)."""
+    """``out`` checked against ``shape`` and ``dtype``, or a new tensor (in shared memory inside a DataLoader worker)."""
     if out is not None:
         if tuple(out.shape) != shape or out.dtype != dtype or not out.is_contiguous():
             raise ConfigError(f"out must be a contiguous {str(dtype).removeprefix('torch.')} tensor of shape {shape}, got {out.dtype} {tuple(out.shape)}")
         return out
     if device.type == "cpu" and get_worker_info() is not None:
-        # a worker's batch goes to the main process through shared memory: build it there, not copy it
+        # a worker's batch goes to the main process through shared memory: build it there, not copy it,
+        # in a recycled buffer when the loader provides them (infer_data.recycle)
+        recycled = worker_buffer(shape, dtype)
+        if recycled is not None:
+            return recycled
         storage = torch.UntypedStorage._new_shared(math.prod(shape) * dtype.itemsize)
         return torch.empty(0, dtype=dtype).set_(storage, 0, shape)
     return torch.empty(shape, dtype=dtype, device=device)
