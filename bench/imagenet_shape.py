@@ -9,10 +9,11 @@ with JPEG q90 bases, and G = 9 with PNG bases:
   instances as ``infer stats`` does);
 - open time of ``InferDataset`` in a fresh process and that process's peak RSS, and the time to
   decode every group into the shared decoded cache;
-- private memory (USS, ``Private_Clean + Private_Dirty`` of ``/proc/PID/smaps_rollup``) of each
-  DataLoader worker with ``fork`` and with ``spawn`` workers, and the loader process's peak RSS;
+- private memory (USS, ``Private_Clean + Private_Dirty`` of ``/proc/PID/smaps`` outside
+  ``/dev/shm`` segments, which hold batches in flight) of each DataLoader worker with ``fork`` and with ``spawn`` workers, and the loader process's peak RSS;
 - instances per second at 224 px with RandomResizedCrop(224) + horizontal flip + normalization:
-  ``batch_loader`` + ``RandomResizedCropFlip`` (the package's batched path), torchvision
+  ``batch_loader`` + ``RandomResizedCropFlip`` (the package's batched path; also with
+  ``recycle=False``, a new shared-memory segment per batch as a plain DataLoader), torchvision
   ``ImageFolder`` over a subset of the same instances exported as JPEG q90 files (PIL decode,
   ``RandomResizedCrop`` on the PIL image, flip, ``ToTensor``, ``Normalize``; same batch size,
   same workers), and ``DeviceLoader`` on the CPU (adds MixUp; no workers, one thread); and the
@@ -34,7 +35,7 @@ Usage::
     python bench/imagenet_shape.py [--quick] [--json OUT] [--work DIR] [--workers 2] [--batch 256]
 
 ``--quick`` runs the same code on a tiny shape (K = 40, 96 px, G = 1, 2, 3) to check it.
-``--resume`` keeps the sets an interrupted run finished. Rates: the five loaders live in one
+``--resume`` keeps the sets an interrupted run finished. Rates: the six loaders live in one
 process and are timed in alternating rounds (3 rounds; 2 at G = 49, where the time goes to
 writing and decoding) of 6 batches each, after the batches a loader's workers prefetched while
 the others ran, and only once the previous loader's workers have gone idle; the median round
@@ -171,12 +172,19 @@ def peak_rss_mib() -> float:
 
 
 def uss_mib(pid: int) -> float:
-    """Private (unshared) memory of process ``pid``, MiB, from /proc/PID/smaps_rollup."""
-    kb = 0
-    with open(f"/proc/{pid}/smaps_rollup") as fh:
+    """Private (unshared) memory of process ``pid``, MiB, from /proc/PID/smaps.
+
+    Shared-memory segments (``/dev/shm``: the batches in flight to the main process, and a
+    worker's recycled batch buffers) are left out: a page the main process has not touched yet
+    counts as private there, though it is shared memory that every DataLoader also holds.
+    """
+    kb, skip = 0, False
+    with open(f"/proc/{pid}/smaps") as fh:
         for line in fh:
             name, _, value = line.partition(":")
-            if name in ("Private_Clean", "Private_Dirty"):
+            if "-" in name and " " in line.strip():  # a mapping's header line: address range, perms, ..., path
+                skip = "/dev/shm/" in line
+            elif name in ("Private_Clean", "Private_Dirty") and not skip:
                 kb += int(value.split()[0])
     return kb / 1024
 
@@ -290,7 +298,9 @@ def child_measure(root: str, cache: str, folder: str, side: int, batch: int, wor
     out["worker_uss_mib"] = _worker_uss(batched)
     batched_u8 = batch_loader(_batched(root, cache, side, uint8=True), batch, num_workers=workers,
                               generator=torch.Generator().manual_seed(0), persistent_workers=True)
-    rates = _Rates({"imagefolder": _folder_loader(folder, side, batch, workers), "batched": batched,
+    fresh = batch_loader(_batched(root, cache, side), batch, num_workers=workers, generator=torch.Generator().manual_seed(0),
+                         persistent_workers=True, recycle=False)
+    rates = _Rates({"imagefolder": _folder_loader(folder, side, batch, workers), "batched": batched, "batched_fresh": fresh,
                     "imagefolder_u8": _folder_loader(folder, side, batch, workers, uint8=True), "batched_u8": batched_u8,
                     "device_cpu": DeviceLoader(InferDataset(root, cache_dir=cache), batch_size=batch, normalize=True)})
     for _ in range(rounds):
@@ -393,6 +403,7 @@ def table(results: dict[str, dict[str, Any]]) -> str:
         ("ImageFolder, JPEG q90 files, inst/s", lambda r: f"{r['imagefolder']:.0f}"),
         ("batch_loader + RandomResizedCropFlip, inst/s", lambda r: f"{r['batched']:.0f}"),
         ("  ratio to ImageFolder", lambda r: f"{r['ratios']['batched_over_imagefolder']:.2f}x"),
+        ("  the same, recycle=False (a new shared segment per batch), inst/s", lambda r: f"{r['batched_fresh']:.0f}"),
         ("ImageFolder, uint8 output (PILToTensor), inst/s", lambda r: f"{r['imagefolder_u8']:.0f}"),
         ("batch_loader + RandomResizedCropFlip(dtype=uint8), inst/s", lambda r: f"{r['batched_u8']:.0f}"),
         ("  ratio to ImageFolder uint8", lambda r: f"{r['ratios']['batched_u8_over_imagefolder_u8']:.2f}x"),
@@ -401,6 +412,7 @@ def table(results: dict[str, dict[str, Any]]) -> str:
         ("CPU ms per instance: ImageFolder", lambda r: f"{r['imagefolder_cpu_ms']:.2f}"),
         ("CPU ms per instance: batch_loader (ImageFolder / it)", lambda r: f"{r['batched_cpu_ms']:.2f} "
          f"({r['ratios']['imagefolder_cpu_over_batched_cpu']:.2f}x)"),
+        ("CPU ms per instance: batch_loader, recycle=False", lambda r: f"{r['batched_fresh_cpu_ms']:.2f}"),
         ("CPU ms per instance: ImageFolder uint8", lambda r: f"{r['imagefolder_u8_cpu_ms']:.2f}"),
         ("CPU ms per instance: batch_loader uint8 (ImageFolder uint8 / it)", lambda r: f"{r['batched_u8_cpu_ms']:.2f} "
          f"({r['ratios']['imagefolder_u8_cpu_over_batched_u8_cpu']:.2f}x)"),

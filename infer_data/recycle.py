@@ -24,7 +24,7 @@ from __future__ import annotations
 import math
 import os
 import struct
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -123,18 +123,9 @@ class BatchBuffers:
             return None
         return worker, slot
 
-    def track(self, batches: Iterable[Any]) -> Iterator[Any]:
-        """Yield ``batches``, releasing unused buffers before each fetch and noting each batch's buffers."""
-        it = iter(batches)
-        while True:
-            self.release()
-            try:
-                batch = next(it)
-            except StopIteration:
-                return
-            self.receive(batch)
-            yield batch
-            del batch  # the generator's own reference must not count as a use at the next release
+    def track(self, batches: Iterator[Any]) -> _Tracked:
+        """``batches`` (a DataLoader iterator) that releases unused buffers before each fetch and notes each batch's."""
+        return _Tracked(self, batches)
 
     @contextmanager
     def attached(self, dataset: Any) -> Iterator[None]:
@@ -144,6 +135,28 @@ class BatchBuffers:
             yield
         finally:
             delattr(dataset, _ATTRIBUTE)
+
+
+class _Tracked:
+    """A DataLoader iterator wrapped by :meth:`BatchBuffers.track`; other attributes are the wrapped iterator's."""
+
+    def __init__(self, pool: BatchBuffers, batches: Iterator[Any]) -> None:
+        self._pool, self._batches = pool, batches
+
+    def __iter__(self) -> _Tracked:
+        return self
+
+    def __next__(self) -> Any:
+        self._pool.release()
+        batch = next(self._batches)
+        self._pool.receive(batch)
+        return batch
+
+    def __len__(self) -> int:
+        return len(self._batches)  # type: ignore[arg-type]
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._batches, name)
 
 
 def worker_buffer(shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor | None:

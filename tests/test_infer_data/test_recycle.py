@@ -64,6 +64,7 @@ def test_kept_batches_are_never_overwritten(root: Path) -> None:
 def test_a_buffer_is_reused_only_after_its_last_view_is_gone(root: Path) -> None:
     loader = _loader(root, recycle=True)
     it = iter(loader)
+    assert len(it) == len(loader) and len(it._workers) == 2  # the DataLoader iterator's own attributes pass through
     first, _ = next(it)
     view = first[1:3]  # a view keeps the buffer in use after the batch itself is dropped
     snapshot = view.clone()
