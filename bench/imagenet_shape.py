@@ -37,7 +37,7 @@ Usage::
 ``--quick`` runs the same code on a tiny shape (K = 40, 96 px, G = 1, 2, 3) to check it.
 ``--resume`` keeps the sets an interrupted run finished. Rates: the six loaders live in one
 process and are timed in alternating rounds (3 rounds; 2 at G = 49, where the time goes to
-writing and decoding) of 6 batches each, after the batches a loader's workers prefetched while
+writing and decoding) of 12 batches each, after the batches a loader's workers prefetched while
 the others ran, and only once the previous loader's workers have gone idle; the median round
 is reported. ImageFolder reads 2,560 instances of group 0.
 """
@@ -68,7 +68,7 @@ from infer_data.transforms import RandomResizedCropFlip
 TINY = Path(__file__).resolve().parents[2] / "shared" / "data" / "tiny-imagenet-200-32px.tar.gz"
 MEAN, STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]  # torchvision's ImageNet statistics
 M = 4
-TIMED_BATCHES = 6  # per loader and round, after the batches its workers prefetched
+TIMED_BATCHES = 12  # per loader and round, after the batches its workers prefetched
 TEACHERS = ["resnet18", "mobilenet_v2", "efficientnet_b0", "shufflenet_v2"]
 
 

@@ -102,6 +102,9 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "iters5": {"iterations": 5},  # a quarter of the optimization steps
     "lr0.05": {"comp_lr": 0.05},  # smaller compensators
     "weak-teachers": {"teachers": tuple((a, 1, lr) for a, _, lr in TEACHERS)},  # 1 epoch each
+    "strong-teachers": {"teachers": (("convnet_w32", 15, 0.05), ("resnet8", 5, 0.1))},  # 5x the epochs each
+    "iters100": {"iterations": 100},  # 5x the optimization steps
+    "student-long": {"student_epochs": 18},  # 3x the student epochs (both arms)
     "unclamped": {"unclamped": True},  # official mode's forward (needs the package's option)
 }
 
