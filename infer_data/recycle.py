@@ -129,8 +129,16 @@ class BatchBuffers:
 
     @contextmanager
     def attached(self, dataset: Any) -> Iterator[None]:
-        """Make this pool visible to the workers started inside the block (through their copy of ``dataset``)."""
-        setattr(dataset, _ATTRIBUTE, self)
+        """Make this pool visible to the workers started inside the block (through their copy of ``dataset``).
+
+        A dataset that takes no new attributes (``__slots__``) gets no pool: its workers build
+        every batch in a new segment.
+        """
+        try:
+            setattr(dataset, _ATTRIBUTE, self)
+        except (AttributeError, TypeError):
+            yield
+            return
         try:
             yield
         finally:

@@ -97,3 +97,25 @@ def test_pool_handshake_in_one_process() -> None:
     assert pool.release() == 0
     pool.receive((torch.zeros(3), "not a tensor"))  # tensors that are not pool buffers are ignored
     assert pool.release() == 0 and int(pool.flags.sum()) == 0
+
+
+class _Frozen(torch.utils.data.Dataset):
+    """A dataset that refuses new attributes: its loader works, without recycled buffers."""
+
+    def __init__(self, ds: InferDataset) -> None:
+        object.__setattr__(self, "ds", ds)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"{type(self).__name__} is frozen")
+
+    def __len__(self) -> int:
+        return len(self.ds)
+
+    def __getitem__(self, idx: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.ds[idx]
+
+
+def test_a_dataset_without_room_for_the_pool_still_loads(root: Path) -> None:
+    ds = InferDataset(root, batch_transform=RandomResizedCropFlip(9, seed=2))
+    got = list(batch_loader(_Frozen(ds), BATCH, num_workers=2, generator=torch.Generator().manual_seed(3)))
+    assert sum(x.shape[0] for x, _ in got) == N and not any(_pooled(x) for x, _ in got)
