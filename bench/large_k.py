@@ -105,6 +105,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "strong-teachers": {"teachers": (("convnet_w32", 15, 0.05), ("resnet8", 5, 0.1))},  # 5x the epochs each
     "iters100": {"iterations": 100},  # 5x the optimization steps
     "student-long": {"student_epochs": 18},  # 3x the student epochs (both arms)
+    "student-xl": {"student_epochs": 36},  # 6x the student epochs (both arms)
     "unclamped": {"unclamped": True},  # official mode's forward (needs the package's option)
 }
 
