@@ -28,6 +28,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import numpy as np
 import torch
 from torch.utils.data import get_worker_info
 
@@ -71,25 +72,24 @@ class BatchBuffers:
 
     # -- worker side -------------------------------------------------------------------------
 
-    def take(self, shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor | None:
-        """A ``dtype`` tensor of ``shape`` in a free buffer of this worker, or None when all are in use."""
-        info = get_worker_info()
-        if info is None or info.id >= self.flags.shape[0]:
+    def take(self, worker: int, shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor | None:
+        """A ``dtype`` tensor of ``shape`` in a free buffer of ``worker`` (its DataLoader worker id), or None when all are in use."""
+        if worker >= self.flags.shape[0]:
             return None
-        flags = self.flags[info.id]
+        flags = self.flags[worker].numpy()
+        free = np.flatnonzero(flags == 0)
+        if free.size == 0:
+            return None
+        slot = int(free[0])
         nbytes = HEADER + math.prod(shape) * dtype.itemsize
-        for slot in range(flags.shape[0]):
-            if int(flags[slot]) != 0:
-                continue
-            storage = self._own.get(slot)
-            if storage is None or storage.nbytes() < nbytes:
-                storage = torch.UntypedStorage._new_shared(nbytes)
-                header = torch.tensor(list(_LAYOUT.pack(_MAGIC, self.token, info.id, slot)), dtype=torch.uint8)
-                _bytes(storage)[: header.numel()].copy_(header)
-                self._own[slot] = storage
-            flags[slot] = 1
-            return torch.empty(0, dtype=dtype).set_(storage, HEADER // dtype.itemsize, shape)
-        return None
+        storage = self._own.get(slot)
+        if storage is None or storage.nbytes() < nbytes:
+            storage = torch.UntypedStorage._new_shared(nbytes)
+            header = np.frombuffer(_LAYOUT.pack(_MAGIC, self.token, worker, slot), dtype=np.uint8)
+            _bytes(storage).numpy()[: header.size] = header
+            self._own[slot] = storage
+        flags[slot] = 1
+        return torch.empty(0, dtype=dtype).set_(storage, HEADER // dtype.itemsize, shape)
 
     # -- main side ---------------------------------------------------------------------------
 
@@ -98,9 +98,7 @@ class BatchBuffers:
         for t in _tensors(batch):
             key = self._slot_of(t)
             if key is not None:
-                storage = t.untyped_storage()
-                if self._mapped.get(key) is not storage:
-                    self._mapped[key] = storage
+                self._mapped[key] = t.untyped_storage()
                 self._held.add(key)
 
     def release(self) -> int:
@@ -131,8 +129,8 @@ class BatchBuffers:
     def attached(self, dataset: Any) -> Iterator[None]:
         """Make this pool visible to the workers started inside the block (through their copy of ``dataset``).
 
-        A dataset that takes no new attributes (``__slots__``) gets no pool: its workers build
-        every batch in a new segment.
+        A dataset that refuses new attributes gets no pool: its workers build every batch in a
+        new segment.
         """
         try:
             setattr(dataset, _ATTRIBUTE, self)
@@ -171,7 +169,7 @@ def worker_buffer(shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor | 
     """In a DataLoader worker whose dataset carries a pool, a recycled output tensor; else None."""
     info = get_worker_info()
     pool = None if info is None else getattr(info.dataset, _ATTRIBUTE, None)
-    return pool.take(shape, dtype) if isinstance(pool, BatchBuffers) else None
+    return pool.take(info.id, shape, dtype) if isinstance(pool, BatchBuffers) else None
 
 
 def _bytes(storage: torch.UntypedStorage) -> torch.Tensor:

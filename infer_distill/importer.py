@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from infer_data import DatasetIndex, DatasetInfo, GroupRecord, MethodInfo, ShardWriter, __version__
-from infer_data.card import card_provenance, write_card
+from infer_data.card import card_provenance, publish_card
 from infer_data.codecs import parse_codec
 from infer_data.errors import ConfigError, DatasetNotFoundError, FormatError
 from infer_data.image_codecs import decode_image
@@ -266,7 +266,6 @@ def import_folder(src: str | os.PathLike[str], out: str | os.PathLike[str], *, l
         info.mean = [round(float(v), 6) for v in mean]
         info.std = [round(float(v), 6) for v in np.sqrt(np.maximum(sums[1] / pixels - mean * mean, 1e-12))]
     index = w.index()
-    if write_card(out) is None:  # after index.json: the card describes the finished set
-        logger.warning("%s/README.md is not a card infer wrote: kept it; print the card with `infer card %s --stdout`", out, out)
+    publish_card(out)  # after index.json: the card describes the finished set
     logger.info("imported %d images of %d classes into %s: K=%d, G=%d", n, nc, out, k, index.num_groups)
     return index

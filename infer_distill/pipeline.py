@@ -38,7 +38,7 @@ from infer_data import (
     __version__,
 )
 from infer_data.atomic import DirLock, storage_errors
-from infer_data.card import card_provenance, write_card
+from infer_data.card import card_provenance, publish_card
 from infer_data.constants import INDEX_FILENAME
 from infer_data.errors import ConfigError, InferError
 
@@ -388,8 +388,7 @@ def distill(cfg: DistillConfig, out_dir: str | os.PathLike[str], *, progress: Pr
             if not ranks.is_main:
                 return writer.index()
             index = writer.close()
-            if write_card(out) is None:  # after index.json: the card describes the finished set
-                logger.warning("%s/README.md is not a card infer wrote: kept it; print the card with `infer card %s --stdout`", out, out)
+            publish_card(out)  # after index.json: the card describes the finished set
             work.remove()
         finally:
             if lock is not None:

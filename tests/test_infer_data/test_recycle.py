@@ -10,7 +10,7 @@ from builders import make_groups, write_dataset
 from torch.utils.data import DataLoader
 
 from infer_data import InferDataset, batch_loader
-from infer_data.recycle import HEADER, BatchBuffers
+from infer_data.recycle import HEADER, BatchBuffers, worker_buffer
 from infer_data.transforms import RandomResizedCropFlip
 
 N = 6 * 5 * 3  # G=6, K=5, M=2
@@ -93,10 +93,19 @@ def test_plain_dataloader_when_recycling_cannot_apply(root: Path) -> None:
 
 def test_pool_handshake_in_one_process() -> None:
     pool = BatchBuffers(workers=1, slots=2)
-    assert pool.take((2, 3), torch.float32) is None  # outside a worker there is nothing to recycle
+    assert worker_buffer((2, 3), torch.float32) is None  # outside a worker there is nothing to recycle
+    assert pool.take(1, (2, 3), torch.float32) is None  # no such worker
     assert pool.release() == 0
     pool.receive((torch.zeros(3), "not a tensor"))  # tensors that are not pool buffers are ignored
     assert pool.release() == 0 and int(pool.flags.sum()) == 0
+    x = pool.take(0, (2, 3), torch.float32)  # as worker 0 would
+    assert x is not None and _pooled(x) and pool.flags.tolist() == [[1, 0]]
+    pool.receive((x, torch.zeros(2)))
+    view = x[1]
+    del x
+    assert pool.release() == 0 and pool.flags.tolist() == [[1, 0]]  # the view still uses the buffer
+    del view
+    assert pool.release() == 1 and pool.flags.tolist() == [[0, 0]]
 
 
 class _Frozen(torch.utils.data.Dataset):
