@@ -246,6 +246,30 @@ def lock_out(out: Path, is_main: bool, device: torch.device) -> DirLock | None:
 
 
 
+def open_work(out: Path, fp: dict[str, Any], is_main: bool, device: torch.device) -> WorkDir:
+    """Rank 0 creates (or checks) the work folder before the other ranks open it; all fail together.
+
+    Opened at once, a rank could find the folder while rank 0's ``run.json`` is still a temporary
+    file in it, and refuse it as a folder that is not a work folder.
+
+    Raises:
+        ConfigError: the folder belongs to another run or is not a work folder (on every rank).
+        StorageError: the folder cannot be written (rank 0; the others raise ConfigError).
+    """
+    work, failure = None, None
+    if is_main:
+        try:
+            work = WorkDir(out, fp)
+        except InferError as exc:
+            failure = exc
+    errors = [e for e in all_gather_json(None if failure is None else str(failure), device) if e]
+    if failure is not None:
+        raise failure
+    if errors:
+        raise ConfigError(errors[0])
+    return work if work is not None else WorkDir(out, fp)
+
+
 def _records(plan: Plan, work: WorkDir, writer: ShardWriter, groups: range) -> Iterator[GroupRecord]:
     """The cached groups ``groups`` as records, bases read again from the source."""
     for g in groups:
@@ -375,7 +399,7 @@ def distill(cfg: DistillConfig, out_dir: str | os.PathLike[str], *, progress: Pr
         lock = lock_out(out, ranks.is_main, dev)  # held by rank 0 until the index is written or the run fails
         try:
             plan = make_plan(cfg, dev)
-            work = WorkDir(out, fingerprint(cfg, plan))
+            work = open_work(out, fingerprint(cfg, plan), ranks.is_main, dev)
             writer = open_writer(cfg, plan, out, lock)
             barrier()  # rank 0 has cleared stale temporaries before any rank writes
             shards = plan.layout.shards_of(ranks.rank, ranks.world)
